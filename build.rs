@@ -1,0 +1,14 @@
+//! Generates the gRPC code from `proto/` with a pure-Rust protobuf compiler
+//! (protox), so no `protoc` has to be installed, and writes the encoded
+//! descriptor set that server reflection serves.
+use prost::Message;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = ["crypto/v1/streaming.proto", "crypto/v1/market.proto"];
+    println!("cargo:rerun-if-changed=proto");
+    let fds = protox::compile(files, ["proto"])?;
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out.join("crypto_descriptor.bin"), fds.encode_to_vec())?;
+    tonic_prost_build::configure().compile_fds(fds)?;
+    Ok(())
+}

@@ -1,0 +1,233 @@
+//! `crypto-operator command` and `crypto-operator clients`: operator calls
+//! against a running server over gRPC.
+
+use super::parse_duration;
+use crate::commands;
+use crate::proto::crypto_streaming_service_client::CryptoStreamingServiceClient;
+use crate::proto::{
+    ClientInfo, ExecuteCommandRequest, ListClientsRequest, SendCommandRequest, SessionState,
+    server_command::Command,
+};
+use std::collections::HashMap;
+use std::time::Duration;
+use tonic::transport::Channel;
+
+/// The command to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Verb {
+    /// Round-trip probe.
+    Ping,
+    /// Stop work.
+    Pause,
+    /// Resume work.
+    Resume,
+    /// Re-read wallet balances.
+    SyncWallets,
+    /// Replace the configuration with the given key=value pairs.
+    UpdateConfig,
+}
+
+/// Flags of `command`.
+#[derive(Debug, clap::Args)]
+pub struct CommandArgs {
+    /// The connected client's id.
+    pub client_id: String,
+    /// What to send.
+    pub verb: Verb,
+    /// `key=value` pairs for update-config; wallet ids for sync-wallets.
+    pub args: Vec<String>,
+    /// Wait for the client's ack and print it.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long to wait for the ack (with --wait).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// The operator's gRPC address.
+    #[arg(long, env = "CRYPTO_SERVER", default_value = "http://127.0.0.1:50051")]
+    pub server: String,
+}
+
+/// Flags of `clients`.
+#[derive(Debug, clap::Args)]
+pub struct ClientsArgs {
+    /// The operator's gRPC address.
+    #[arg(long, env = "CRYPTO_SERVER", default_value = "http://127.0.0.1:50051")]
+    pub server: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn body(verb: Verb, args: &[String]) -> Result<Command, String> {
+    let no_args = |name: &str| {
+        if args.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{name} takes no arguments, got {args:?}"))
+        }
+    };
+    Ok(match verb {
+        Verb::Ping => {
+            no_args("ping")?;
+            commands::ping()
+        }
+        Verb::Pause => {
+            no_args("pause")?;
+            commands::pause("requested from the command line")
+        }
+        Verb::Resume => {
+            no_args("resume")?;
+            commands::resume()
+        }
+        Verb::SyncWallets => commands::sync_wallets(args.to_vec()),
+        Verb::UpdateConfig => {
+            let mut config = HashMap::new();
+            for a in args {
+                let (k, v) = a
+                    .split_once('=')
+                    .ok_or_else(|| format!("update-config arguments are key=value, got {a:?}"))?;
+                if k.is_empty() {
+                    return Err(format!("empty key in {a:?}"));
+                }
+                config.insert(k.to_owned(), v.to_owned());
+            }
+            commands::update_config(config)
+        }
+    })
+}
+
+async fn connect(server: &str) -> Result<CryptoStreamingServiceClient<Channel>, String> {
+    let endpoint = Channel::from_shared(server.to_owned())
+        .map_err(|e| format!("bad server address {server:?}: {e}"))?
+        .connect_timeout(Duration::from_secs(5));
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| format!("cannot connect to {server}: {e}"))?;
+    Ok(CryptoStreamingServiceClient::new(channel))
+}
+
+fn status_error(s: tonic::Status) -> String {
+    format!("{:?}: {}", s.code(), s.message())
+}
+
+/// Runs `command`.
+pub async fn run_command(args: CommandArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let command = commands::new(body(args.verb, &args.args)?);
+    let mut client = connect(&args.server).await?;
+    if args.wait {
+        let mut req = tonic::Request::new(ExecuteCommandRequest {
+            client_id: args.client_id,
+            command: Some(command),
+            timeout_ms: u32::try_from(args.timeout.as_millis()).unwrap_or(u32::MAX),
+        });
+        req.set_timeout(args.timeout + Duration::from_secs(1));
+        let ack = client
+            .execute_command_sync(req)
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        let mut result: Vec<_> = ack.result.iter().collect();
+        result.sort();
+        println!(
+            "command {} {}{}",
+            ack.command_id,
+            if ack.success { "succeeded" } else { "failed" },
+            if ack.message.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", ack.message)
+            }
+        );
+        for (k, v) in result {
+            println!("  {k}={v}");
+        }
+        if !ack.success {
+            return Err("the client reported failure".into());
+        }
+    } else {
+        let resp = client
+            .send_command_to_client(SendCommandRequest {
+                client_id: args.client_id,
+                command: Some(command),
+            })
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        println!("command {} queued", resp.command_id);
+    }
+    Ok(())
+}
+
+/// Runs `clients`.
+pub async fn run_clients(args: ClientsArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let mut client = connect(&args.server).await?;
+    let list = client
+        .list_clients(ListClientsRequest {})
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    if args.json {
+        let rows: Vec<_> = list.clients.iter().map(json_row).collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "{:<32} {:<10} {:<16} {:<10} {:>8} {:>8}",
+        "CLIENT", "STATE", "NAME", "VERSION", "MSGS", "PENDING"
+    );
+    for c in &list.clients {
+        let reg = c.registration.clone().unwrap_or_default();
+        println!(
+            "{:<32} {:<10} {:<16} {:<10} {:>8} {:>8}",
+            c.client_id,
+            state_name(c),
+            reg.client_name,
+            reg.version,
+            c.counters.map(|k| k.messages_received).unwrap_or(0),
+            c.pending_commands
+        );
+    }
+    Ok(())
+}
+
+fn state_name(c: &ClientInfo) -> &'static str {
+    match SessionState::try_from(c.state).unwrap_or(SessionState::Unspecified) {
+        SessionState::Stale => "Stale",
+        SessionState::Connected => "Connected",
+        SessionState::Unspecified => "Unknown",
+    }
+}
+
+fn json_row(c: &ClientInfo) -> serde_json::Value {
+    let reg = c.registration.clone().unwrap_or_default();
+    serde_json::json!({
+        "client_id": c.client_id,
+        "session_id": c.session_id,
+        "state": state_name(c),
+        "client_name": reg.client_name,
+        "version": reg.version,
+        "messages_received": c.counters.map(|k| k.messages_received).unwrap_or(0),
+        "pending_commands": c.pending_commands,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_bodies_and_rejects_bad_arguments() {
+        assert!(matches!(body(Verb::Ping, &[]), Ok(Command::Ping(_))));
+        assert!(body(Verb::Ping, &["x".into()]).is_err());
+        let Ok(Command::UpdateConfig(u)) =
+            body(Verb::UpdateConfig, &["a=1".into(), "b=x=y".into()])
+        else {
+            panic!("not update_config")
+        };
+        assert_eq!(u.config.get("b").map(String::as_str), Some("x=y"));
+        assert_eq!(u.config_hash, commands::config_hash(&u.config));
+        assert!(body(Verb::UpdateConfig, &["novalue".into()]).is_err());
+        assert!(body(Verb::UpdateConfig, &["=v".into()]).is_err());
+    }
+}

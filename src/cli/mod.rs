@@ -1,0 +1,56 @@
+//! The `crypto-operator` command line: `serve`, `command`, `clients`. Every
+//! flag can also be set through the environment variable named in its help.
+
+mod command;
+mod duration;
+mod logging;
+mod serve;
+
+pub use duration::parse_duration;
+pub use logging::LogFormat;
+
+use clap::{Parser, Subcommand};
+
+/// Control plane for fleets of external crypto clients.
+#[derive(Debug, Parser)]
+#[command(name = "crypto-operator", version, about)]
+pub struct Cli {
+    /// Log format: `text` for people, `json` for machines.
+    #[arg(long, env = "CRYPTO_LOG_FORMAT", default_value = "text", global = true)]
+    pub log_format: LogFormat,
+    /// Log filter (tracing-subscriber EnvFilter syntax), e.g. `info` or
+    /// `crypto_operator=debug`.
+    #[arg(long, env = "CRYPTO_LOG", default_value = "info", global = true)]
+    pub log: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run the operator: gRPC server and HTTP port (metrics, health).
+    Serve(serve::ServeArgs),
+    /// Send a command to a connected client.
+    Command(command::CommandArgs),
+    /// List connected clients.
+    Clients(command::ClientsArgs),
+}
+
+/// Runs the parsed command line; returns the process exit code.
+pub async fn run(cli: Cli) -> i32 {
+    logging::init(cli.log_format, &cli.log);
+    let result = match cli.command {
+        Cmd::Serve(args) => serve::run(args).await,
+        Cmd::Command(args) => command::run_command(args).await,
+        Cmd::Clients(args) => command::run_clients(args).await,
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}

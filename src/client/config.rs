@@ -1,0 +1,66 @@
+//! Client configuration.
+
+use crate::proto::{ClientRegistration, ClientType};
+use std::time::Duration;
+
+/// How a client connects and who it says it is.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Server URL, for example `http://127.0.0.1:50051`.
+    pub endpoint: String,
+    /// The id to register with.
+    pub client_id: String,
+    /// What to send in `register`.
+    pub registration: ClientRegistration,
+    /// First reconnect delay.
+    pub initial_backoff: Duration,
+    /// Longest reconnect delay.
+    pub max_backoff: Duration,
+    /// Limit on connecting and on waiting for `registered`.
+    pub connect_timeout: Duration,
+    /// Messages the application may queue while the stream is busy or down.
+    pub outbox_capacity: usize,
+    /// Commands queued for the handler before new ones are refused.
+    pub handler_queue: usize,
+}
+
+impl ClientConfig {
+    /// Defaults for a generic client.
+    pub fn new(endpoint: impl Into<String>, client_id: impl Into<String>) -> Self {
+        let client_id = client_id.into();
+        Self {
+            endpoint: endpoint.into(),
+            registration: ClientRegistration {
+                client_name: client_id.clone(),
+                client_type: ClientType::Unspecified as i32,
+                version: env!("CARGO_PKG_VERSION").into(),
+                capabilities: Vec::new(),
+            },
+            client_id,
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            outbox_capacity: 256,
+            handler_queue: 64,
+        }
+    }
+
+    /// Sets the client type.
+    pub fn client_type(mut self, t: ClientType) -> Self {
+        self.registration.client_type = t as i32;
+        self
+    }
+
+    /// Sets the capabilities.
+    pub fn capabilities<I: IntoIterator<Item = S>, S: Into<String>>(mut self, caps: I) -> Self {
+        self.registration.capabilities = caps.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the backoff bounds.
+    pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.initial_backoff = initial;
+        self.max_backoff = max;
+        self
+    }
+}

@@ -1,0 +1,345 @@
+//! The client's connection loop: connect, register, then heartbeat, forward
+//! the application's messages, dispatch commands to the handler task and
+//! send its acks, until the stream ends; then back off and reconnect.
+
+use super::command::{Command, CommandHandler, CommandResult};
+use super::{Backoff, ClientConfig, ClientSender};
+use crate::proto::crypto_streaming_service_client::CryptoStreamingServiceClient;
+use crate::proto::{
+    ClientMessage, CommandAck, Heartbeat, ServerCommand, client_message::Payload,
+    server_command::Command as Wire,
+};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, SystemTime};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, MissedTickBehavior, interval_at, timeout};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Endpoint;
+use tracing::{debug, info, warn};
+
+/// Where the client's connection stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionState {
+    /// Not connected (yet, or again).
+    Disconnected,
+    /// Registered; the server's session id.
+    Connected {
+        /// The session id from `registered`.
+        session_id: String,
+    },
+    /// `run` has returned.
+    Stopped,
+}
+
+/// A client; `run` drives it.
+pub struct Client {
+    config: ClientConfig,
+    outbox: mpsc::Receiver<Payload>,
+    state: watch::Sender<ConnectionState>,
+}
+
+/// An ack produced by the handler task, tagged with the connection it
+/// belongs to (acks of an earlier connection are dropped: the new session
+/// never sent those commands).
+struct TaggedAck {
+    generation: u64,
+    ack: CommandAck,
+}
+
+/// Ids of recently handled commands and their acks, for redelivery.
+struct Recent {
+    order: VecDeque<String>,
+    done: HashMap<String, CommandAck>,
+    in_flight: HashSet<String>,
+}
+
+const RECENT_COMMANDS: usize = 256;
+
+impl Recent {
+    fn remember(&mut self, ack: &CommandAck) {
+        self.in_flight.remove(&ack.command_id);
+        if self.order.len() == RECENT_COMMANDS
+            && let Some(old) = self.order.pop_front()
+        {
+            self.done.remove(&old);
+        }
+        self.order.push_back(ack.command_id.clone());
+        self.done.insert(ack.command_id.clone(), ack.clone());
+    }
+}
+
+enum Ended {
+    Shutdown,
+    Stream(String),
+}
+
+impl Client {
+    pub(crate) fn new(config: ClientConfig) -> (Self, ClientSender) {
+        let (tx, rx) = mpsc::channel(config.outbox_capacity.max(1));
+        let (state, _) = watch::channel(ConnectionState::Disconnected);
+        (
+            Self {
+                config,
+                outbox: rx,
+                state,
+            },
+            ClientSender { tx },
+        )
+    }
+
+    /// Watches the connection state.
+    pub fn state(&self) -> watch::Receiver<ConnectionState> {
+        self.state.subscribe()
+    }
+
+    /// Runs until `shutdown` is cancelled, reconnecting whenever the stream
+    /// ends.
+    pub async fn run<H: CommandHandler>(mut self, handler: H, shutdown: CancellationToken) {
+        let (cmd_tx, cmd_rx) = mpsc::channel(self.config.handler_queue.max(1));
+        let (ack_tx, mut ack_rx) = mpsc::channel(self.config.handler_queue.max(1));
+        let worker = AbortOnDrop(tokio::spawn(handler_task(handler, cmd_rx, ack_tx)));
+        let mut backoff = Backoff::new(self.config.initial_backoff, self.config.max_backoff);
+        let mut recent = Recent {
+            order: VecDeque::new(),
+            done: HashMap::new(),
+            in_flight: HashSet::new(),
+        };
+        let mut generation = 0u64;
+        loop {
+            generation += 1;
+            let ended = self
+                .connect_once(
+                    generation,
+                    &cmd_tx,
+                    &mut ack_rx,
+                    &mut recent,
+                    &mut backoff,
+                    &shutdown,
+                )
+                .await;
+            self.state.send_replace(ConnectionState::Disconnected);
+            match ended {
+                Ended::Shutdown => break,
+                Ended::Stream(why) => {
+                    let delay = backoff.next_delay();
+                    warn!(client_id = %self.config.client_id, %why, delay_ms = delay.as_millis() as u64, "stream ended; reconnecting");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+        drop(worker);
+        self.state.send_replace(ConnectionState::Stopped);
+    }
+
+    fn message(&self, payload: Payload) -> ClientMessage {
+        ClientMessage {
+            client_id: self.config.client_id.clone(),
+            message_id: String::new(),
+            timestamp: Some(crate::time::timestamp(SystemTime::now())),
+            payload: Some(payload),
+        }
+    }
+
+    async fn connect_once(
+        &mut self,
+        generation: u64,
+        cmd_tx: &mpsc::Sender<(u64, ServerCommand, Command)>,
+        ack_rx: &mut mpsc::Receiver<TaggedAck>,
+        recent: &mut Recent,
+        backoff: &mut Backoff,
+        shutdown: &CancellationToken,
+    ) -> Ended {
+        let cfg = &self.config;
+        let endpoint = match Endpoint::from_shared(cfg.endpoint.clone()) {
+            Ok(e) => e.connect_timeout(cfg.connect_timeout).tcp_nodelay(true),
+            Err(e) => return Ended::Stream(format!("bad endpoint {}: {e}", cfg.endpoint)),
+        };
+        let channel = tokio::select! {
+            _ = shutdown.cancelled() => return Ended::Shutdown,
+            c = endpoint.connect() => match c {
+                Ok(c) => c,
+                Err(e) => return Ended::Stream(format!("connect: {e}")),
+            },
+        };
+        let mut client =
+            CryptoStreamingServiceClient::new(channel).max_decoding_message_size(4 << 20);
+        let (req_tx, req_rx) = mpsc::channel::<ClientMessage>(cfg.outbox_capacity.max(2));
+        let register = self.message(Payload::Register(cfg.registration.clone()));
+        if req_tx.try_send(register).is_err() {
+            return Ended::Stream("request queue closed".into());
+        }
+        let open = timeout(
+            cfg.connect_timeout,
+            client.connect_client(ReceiverStream::new(req_rx)),
+        );
+        let mut inbound = match open.await {
+            Ok(Ok(r)) => r.into_inner(),
+            Ok(Err(status)) => {
+                return Ended::Stream(format!("{:?}: {}", status.code(), status.message()));
+            }
+            Err(_) => return Ended::Stream("timed out opening the stream".into()),
+        };
+        let (session_id, hb_every) = match timeout(cfg.connect_timeout, inbound.message()).await {
+            Ok(Ok(Some(ServerCommand {
+                command: Some(Wire::Registered(r)),
+                ..
+            }))) => (
+                r.session_id,
+                r.heartbeat_interval
+                    .as_ref()
+                    .and_then(crate::time::std_duration)
+                    .filter(|d| !d.is_zero())
+                    .unwrap_or(Duration::from_secs(10)),
+            ),
+            Ok(Ok(Some(other))) => {
+                return Ended::Stream(format!("expected registered, got {other:?}"));
+            }
+            Ok(Ok(None)) => return Ended::Stream("stream closed before registered".into()),
+            Ok(Err(status)) => {
+                return Ended::Stream(format!("{:?}: {}", status.code(), status.message()));
+            }
+            Err(_) => return Ended::Stream("timed out waiting for registered".into()),
+        };
+        backoff.reset();
+        info!(client_id = %cfg.client_id, %session_id, "registered");
+        self.state.send_replace(ConnectionState::Connected {
+            session_id: session_id.clone(),
+        });
+        let mut heartbeat = interval_at(Instant::now() + hb_every, hb_every);
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut seq = 0u64;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ended::Shutdown,
+                msg = inbound.message() => match msg {
+                    Ok(Some(cmd)) => {
+                        if let Some(ack) = self.on_command(generation, cmd, cmd_tx, recent)
+                            && req_tx.send(self.message(Payload::CommandAck(ack))).await.is_err()
+                        {
+                            return Ended::Stream("request stream closed".into());
+                        }
+                    }
+                    Ok(None) => return Ended::Stream("server ended the stream".into()),
+                    Err(status) => return Ended::Stream(format!("{:?}: {}", status.code(), status.message())),
+                },
+                _ = heartbeat.tick() => {
+                    seq += 1;
+                    if req_tx.try_send(self.message(Payload::Heartbeat(Heartbeat { sequence: seq }))).is_err() {
+                        debug!("request queue full; heartbeat skipped");
+                    }
+                }
+                Some(tagged) = ack_rx.recv() => {
+                    recent.remember(&tagged.ack);
+                    if tagged.generation == generation
+                        && req_tx.send(self.message(Payload::CommandAck(tagged.ack))).await.is_err()
+                    {
+                        return Ended::Stream("request stream closed".into());
+                    }
+                }
+                Some(payload) = self.outbox.recv() => {
+                    if req_tx.send(self.message(payload)).await.is_err() {
+                        return Ended::Stream("request stream closed".into());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles one server command; returns an ack to send at once, if any.
+    fn on_command(
+        &self,
+        generation: u64,
+        cmd: ServerCommand,
+        cmd_tx: &mpsc::Sender<(u64, ServerCommand, Command)>,
+        recent: &mut Recent,
+    ) -> Option<CommandAck> {
+        let id = cmd.command_id.clone();
+        let fail = |message: &str| CommandAck {
+            command_id: id.clone(),
+            success: false,
+            message: message.into(),
+            result: HashMap::new(),
+        };
+        if let Some(done) = recent.done.get(&id) {
+            debug!(command_id = %id, "redelivered command; acking without acting");
+            return Some(done.clone());
+        }
+        if recent.in_flight.contains(&id) {
+            debug!(command_id = %id, "redelivered command still in progress");
+            return None;
+        }
+        let expired = cmd
+            .expires_at
+            .as_ref()
+            .and_then(crate::time::system_time)
+            .is_some_and(|t| t < SystemTime::now());
+        match cmd.command.clone() {
+            None => Some(fail("empty command")),
+            Some(Wire::Registered(_)) => None,
+            Some(Wire::Disconnect(d)) => {
+                info!(reason = %d.reason, "server asked to disconnect");
+                None
+            }
+            Some(_) if expired => {
+                warn!(command_id = %id, "expired command not acted on");
+                Some(fail("command expired before it was received"))
+            }
+            Some(Wire::Ping(_)) => Some(CommandAck {
+                command_id: id,
+                success: true,
+                message: String::new(),
+                result: HashMap::new(),
+            }),
+            Some(wire) => {
+                let typed = Command::from_wire(wire)?;
+                match cmd_tx.try_send((generation, cmd, typed)) {
+                    Ok(()) => {
+                        recent.in_flight.insert(id);
+                        None
+                    }
+                    Err(_) => Some(fail("client busy: command queue full")),
+                }
+            }
+        }
+    }
+}
+
+async fn handler_task<H: CommandHandler>(
+    mut handler: H,
+    mut rx: mpsc::Receiver<(u64, ServerCommand, Command)>,
+    acks: mpsc::Sender<TaggedAck>,
+) {
+    while let Some((generation, wire, cmd)) = rx.recv().await {
+        let result: CommandResult = handler.handle(cmd).await;
+        let ack = match result {
+            Ok(result) => CommandAck {
+                command_id: wire.command_id,
+                success: true,
+                message: String::new(),
+                result,
+            },
+            Err(message) => CommandAck {
+                command_id: wire.command_id,
+                success: false,
+                message,
+                result: HashMap::new(),
+            },
+        };
+        if acks.send(TaggedAck { generation, ack }).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Ends the handler task when `run` returns or is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

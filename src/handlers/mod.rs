@@ -1,0 +1,94 @@
+//! Handlers: one small function per client message type. Each updates the
+//! client's state kept on its session (latest registration, status, wallet
+//! balances, counters) and may refuse the message, which ends the session
+//! with a precise status. `dispatch` applies the per-message session rules
+//! and publishes every handled message on the event bus.
+
+mod ack;
+mod heartbeat;
+mod records;
+mod snapshot;
+mod state;
+
+pub use snapshot::snapshot;
+pub use state::ClientState;
+
+use crate::proto::{ClientMessage, client_message::Payload};
+use crate::streaming::{EndReason, EventKind, Session};
+use std::sync::Arc;
+use tonic::Code;
+
+/// The oneof name of a payload (the `type` label of message metrics).
+pub fn payload_name(p: Option<&Payload>) -> &'static str {
+    match p {
+        None => "empty",
+        Some(Payload::Register(_)) => "register",
+        Some(Payload::Heartbeat(_)) => "heartbeat",
+        Some(Payload::CommandAck(_)) => "command_ack",
+        Some(Payload::WalletUpdate(_)) => "wallet_update",
+        Some(Payload::Transaction(_)) => "transaction",
+        Some(Payload::Status(_)) => "status",
+        Some(Payload::Error(_)) => "error",
+        Some(Payload::Log(_)) => "log",
+        Some(Payload::Price(_)) => "price",
+    }
+}
+
+/// Every payload name, for pre-resolving metrics.
+pub const PAYLOAD_NAMES: [&str; 10] = [
+    "empty",
+    "register",
+    "heartbeat",
+    "command_ack",
+    "wallet_update",
+    "transaction",
+    "status",
+    "error",
+    "log",
+    "price",
+];
+
+fn violation(code: Code, msg: impl Into<String>) -> EndReason {
+    EndReason::ProtocolViolation(code, msg.into())
+}
+
+/// Handles one message of a registered session; `Err` ends the session.
+pub(crate) fn dispatch(session: &Session, msg: ClientMessage) -> Result<(), EndReason> {
+    let name = payload_name(msg.payload.as_ref());
+    session.metrics.message_received(name);
+    if *msg.client_id != *session.client_id {
+        return Err(violation(
+            Code::PermissionDenied,
+            format!(
+                "client_id {:?} does not match the registered client_id {:?}",
+                msg.client_id, session.client_id
+            ),
+        ));
+    }
+    session.state().counters.messages_received += 1;
+    match &msg.payload {
+        None => return Err(violation(Code::InvalidArgument, "message has no payload")),
+        Some(Payload::Register(_)) => {
+            return Err(violation(
+                Code::FailedPrecondition,
+                "register is only allowed as the first message of a stream",
+            ));
+        }
+        Some(Payload::Heartbeat(hb)) => heartbeat::handle(session, hb),
+        Some(Payload::CommandAck(ack)) => ack::handle(session, ack)?,
+        Some(Payload::WalletUpdate(w)) => records::wallet_update(session, w)?,
+        Some(Payload::Transaction(t)) => records::transaction(session, t),
+        Some(Payload::Status(s)) => records::status(session, s),
+        Some(Payload::Error(e)) => records::error(session, e),
+        Some(Payload::Log(l)) => records::log(session, l),
+        Some(Payload::Price(p)) => records::price(session, p)?,
+    }
+    if session.bus.active() {
+        session.bus.publish(
+            &session.client_id,
+            &session.session_id,
+            EventKind::Message(Arc::new(msg)),
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! Data messages: `wallet_update`, `transaction`, `status`, `error`, `log`
+//! and `price`. Each keeps what the snapshot shows and counts it.
+
+use crate::proto::{
+    ClientStatus, ClientType, ErrorReport, LogEntry, LogLevel, PriceUpdate, Transaction,
+    WalletUpdate,
+};
+use crate::streaming::{EndReason, Session};
+use tonic::Code;
+use tracing::{debug, error, info, warn};
+
+/// Keeps the latest balance per (wallet, asset), up to the wallet limit.
+pub(crate) fn wallet_update(session: &Session, w: &WalletUpdate) -> Result<(), EndReason> {
+    if w.wallet_id.is_empty() {
+        return Err(EndReason::ProtocolViolation(
+            Code::InvalidArgument,
+            "wallet_update.wallet_id is required".into(),
+        ));
+    }
+    let mut st = session.state();
+    st.counters.wallet_updates += 1;
+    let key = (w.wallet_id.clone(), w.asset.clone());
+    if let Some(slot) = st.wallets.get_mut(&key) {
+        slot.clone_from(w);
+    } else if st.wallets.len() < st.max_wallets {
+        st.wallets.insert(key, w.clone());
+    } else {
+        st.counters.wallets_dropped += 1;
+        drop(st);
+        debug!(wallet_id = %w.wallet_id, "wallet limit reached; balance not kept");
+    }
+    Ok(())
+}
+
+/// Counts a transaction (it reaches subscribers through the event bus).
+pub(crate) fn transaction(session: &Session, t: &Transaction) {
+    session.state().counters.transactions += 1;
+    debug!(tx_id = %t.tx_id, wallet_id = %t.wallet_id, "transaction");
+}
+
+/// Keeps the latest status.
+pub(crate) fn status(session: &Session, s: &ClientStatus) {
+    session.state().status = Some(s.clone());
+}
+
+/// Logs and counts an error report.
+pub(crate) fn error(session: &Session, e: &ErrorReport) {
+    session.state().counters.errors += 1;
+    if e.fatal {
+        error!(code = %e.code, message = %e.message, "client reported a fatal error");
+    } else {
+        warn!(code = %e.code, message = %e.message, "client reported an error");
+    }
+}
+
+/// Re-emits a client log line at its level and counts it.
+pub(crate) fn log(session: &Session, l: &LogEntry) {
+    session.state().counters.logs += 1;
+    match LogLevel::try_from(l.level).unwrap_or(LogLevel::Unspecified) {
+        LogLevel::Error => error!(client_log = %l.message, "client log"),
+        LogLevel::Warn => warn!(client_log = %l.message, "client log"),
+        LogLevel::Debug => debug!(client_log = %l.message, "client log"),
+        _ => info!(client_log = %l.message, "client log"),
+    }
+}
+
+/// Accepts a price only from a client registered as a price feed.
+pub(crate) fn price(session: &Session, p: &PriceUpdate) -> Result<(), EndReason> {
+    if session.registration.client_type != ClientType::PriceFeed as i32 {
+        session.metrics.price_refused();
+        return Err(EndReason::ProtocolViolation(
+            Code::PermissionDenied,
+            format!(
+                "price for {} refused: only clients registered as CLIENT_TYPE_PRICE_FEED may send prices",
+                p.symbol
+            ),
+        ));
+    }
+    session.state().counters.prices += 1;
+    Ok(())
+}

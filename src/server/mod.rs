@@ -1,0 +1,195 @@
+//! Runs the process's servers: gRPC (streaming service, health, reflection)
+//! and HTTP (metrics, health, readiness), with one shutdown signal and a
+//! graceful drain.
+
+use crate::http::{self, Readiness};
+use crate::metrics::{ClientLabels, Metrics};
+use crate::proto::FILE_DESCRIPTOR_SET;
+use crate::proto::crypto_streaming_service_server::CryptoStreamingServiceServer;
+use crate::streaming::AdmitAll;
+use crate::streaming::{StreamingConfig, StreamingHandle, StreamingService};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+/// Everything `serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// gRPC listen address.
+    pub grpc_addr: SocketAddr,
+    /// HTTP listen address.
+    pub http_addr: SocketAddr,
+    /// Streaming core limits and intervals.
+    pub streaming: StreamingConfig,
+    /// How long sessions get to drain on shutdown.
+    pub drain_grace: Duration,
+}
+
+/// Why the server could not start or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The gRPC transport failed.
+    #[error("gRPC server: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    /// The HTTP server failed.
+    #[error("HTTP server: {0}")]
+    Http(std::io::Error),
+    /// Reflection could not load the descriptors.
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// A metric could not be defined.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// A started server: its bound addresses and handles.
+pub struct Running {
+    /// Where gRPC listens.
+    pub grpc_addr: SocketAddr,
+    /// Where HTTP listens.
+    pub http_addr: SocketAddr,
+    /// The streaming core.
+    pub handle: StreamingHandle,
+    /// Readiness as `/readyz` reports it.
+    pub ready: Arc<Readiness>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), ServerError>>,
+}
+
+impl Running {
+    /// Starts the graceful shutdown and waits for it to finish.
+    pub async fn stop(self) -> Result<(), ServerError> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// Waits until the server has stopped (after `shutdown` fired).
+    pub async fn wait(self) -> Result<(), ServerError> {
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(ServerError::Http(std::io::Error::other(e))),
+        }
+    }
+
+    /// The token that stops the server when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}
+
+/// Binds both ports and starts serving in the background.
+pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
+    let metrics = Arc::new(Metrics::new(ClientLabels::Standalone)?);
+    let handle = StreamingHandle::new(
+        config.streaming.clone(),
+        metrics.clone(),
+        Box::new(AdmitAll),
+    );
+    let grpc = TcpListener::bind(config.grpc_addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: config.grpc_addr,
+            source,
+        })?;
+    let http = TcpListener::bind(config.http_addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: config.http_addr,
+            source,
+        })?;
+    let grpc_addr = grpc.local_addr().map_err(ServerError::Http)?;
+    let http_addr = http.local_addr().map_err(ServerError::Http)?;
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<CryptoStreamingServiceServer<StreamingService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let max = config.streaming.max_message_bytes;
+    let service = CryptoStreamingServiceServer::new(StreamingService::new(handle.clone()))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max.max(1 << 20));
+
+    let ready = Arc::new(Readiness::default());
+    ready.set_grpc_serving(true);
+    let shutdown = CancellationToken::new();
+    let grpc_stop = CancellationToken::new();
+    let http_router = http::router(metrics.clone(), ready.clone());
+
+    let grpc_server = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(service)
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(grpc),
+            grpc_stop.clone().cancelled_owned(),
+        );
+    let http_stop = shutdown.clone();
+    let http_server = async move {
+        axum::serve(http, http_router)
+            .with_graceful_shutdown(http_stop.cancelled_owned())
+            .await
+            .map_err(ServerError::Http)
+    };
+
+    info!(%grpc_addr, %http_addr, "serving");
+    let task = {
+        let handle = handle.clone();
+        let shutdown = shutdown.clone();
+        let ready = ready.clone();
+        let grace = config.drain_grace;
+        tokio::spawn(async move {
+            let grpc_task = tokio::spawn(grpc_server);
+            let http_task = tokio::spawn(http_server);
+            shutdown.cancelled().await;
+            info!("shutting down: draining sessions");
+            ready.set_grpc_serving(false);
+            health
+                .set_not_serving::<CryptoStreamingServiceServer<StreamingService>>()
+                .await;
+            handle.shutdown(grace).await;
+            grpc_stop.cancel();
+            let grpc_res = match tokio::time::timeout(grace, grpc_task).await {
+                Ok(Ok(r)) => r.map_err(ServerError::from),
+                Ok(Err(e)) => Err(ServerError::Http(std::io::Error::other(e))),
+                Err(_) => {
+                    tracing::warn!("gRPC connections still open after the grace period; closing");
+                    Ok(())
+                }
+            };
+            let http_res = match tokio::time::timeout(grace, http_task).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => Err(ServerError::Http(std::io::Error::other(e))),
+                Err(_) => Ok(()),
+            };
+            info!("stopped");
+            grpc_res.and(http_res)
+        })
+    };
+    Ok(Running {
+        grpc_addr,
+        http_addr,
+        handle,
+        ready,
+        shutdown,
+        task,
+    })
+}

@@ -1,0 +1,118 @@
+//! The event bus: connect, disconnect, staleness, every client message and
+//! every command outcome, for the other components (controller, admin API,
+//! Centrifugo). Publishing never waits: a subscriber that falls behind by
+//! more than its buffer loses the oldest events, and the loss is counted.
+
+use super::{AckOutcome, EndReason};
+use crate::commands::CommandKind;
+use crate::proto::{ClientMessage, ClientRegistration};
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio::sync::broadcast;
+
+/// One event about one session.
+#[derive(Debug)]
+pub struct Event {
+    /// The client.
+    pub client_id: Arc<str>,
+    /// The session.
+    pub session_id: Arc<str>,
+    /// When it happened.
+    pub at: SystemTime,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// What happened.
+#[derive(Debug)]
+pub enum EventKind {
+    /// A session registered.
+    Connected(Arc<ClientRegistration>),
+    /// A session ended.
+    Disconnected(EndReason),
+    /// The session missed heartbeats for `stale_after`.
+    Stale,
+    /// A stale session heartbeats again.
+    Fresh,
+    /// A client message was handled (every type, heartbeats included).
+    Message(Arc<ClientMessage>),
+    /// A command was queued for the client.
+    CommandSent {
+        /// Its id.
+        command_id: Arc<str>,
+        /// Its kind.
+        kind: CommandKind,
+    },
+    /// A command finished: acked, timed out, or its session ended.
+    CommandCompleted {
+        /// Its id.
+        command_id: Arc<str>,
+        /// Its kind.
+        kind: CommandKind,
+        /// How it ended.
+        outcome: AckOutcome,
+    },
+}
+
+/// The publishing side of the bus.
+#[derive(Clone)]
+pub(crate) struct EventBus {
+    tx: broadcast::Sender<Arc<Event>>,
+    lost: prometheus::IntCounter,
+}
+
+impl EventBus {
+    pub(crate) fn new(capacity: usize, lost: prometheus::IntCounter) -> Self {
+        let (tx, _) = broadcast::channel(capacity.max(1));
+        Self { tx, lost }
+    }
+
+    /// Whether anyone listens (lets callers skip building an event).
+    pub(crate) fn active(&self) -> bool {
+        self.tx.receiver_count() > 0
+    }
+
+    /// Publishes without waiting; dropped when nobody listens.
+    pub(crate) fn publish(&self, client_id: &Arc<str>, session_id: &Arc<str>, kind: EventKind) {
+        if !self.active() {
+            return;
+        }
+        let _ = self.tx.send(Arc::new(Event {
+            client_id: client_id.clone(),
+            session_id: session_id.clone(),
+            at: SystemTime::now(),
+            kind,
+        }));
+    }
+
+    pub(crate) fn subscribe(&self) -> EventSubscriber {
+        EventSubscriber {
+            rx: self.tx.subscribe(),
+            lost: self.lost.clone(),
+        }
+    }
+}
+
+/// A subscription to the event bus.
+pub struct EventSubscriber {
+    rx: broadcast::Receiver<Arc<Event>>,
+    lost: prometheus::IntCounter,
+}
+
+impl EventSubscriber {
+    /// The next event; `None` once the streaming core is gone. Events lost
+    /// because this subscriber fell behind are counted in
+    /// `crypto_events_lost_total` and skipped.
+    pub async fn recv(&mut self) -> Option<Arc<Event>> {
+        loop {
+            match self.rx.recv().await {
+                Ok(ev) => return Some(ev),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    self.lost.inc_by(n);
+                    tracing::warn!(lost = n, "event subscriber fell behind; events lost");
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}

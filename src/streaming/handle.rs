@@ -1,0 +1,258 @@
+//! The narrow handle through which the rest of the process reaches
+//! connected clients: send a command, await its ack, read snapshots,
+//! subscribe to events, end sessions.
+
+use super::events::{EventBus, EventSubscriber};
+use super::pending::AckOutcome;
+use super::registry::Registry;
+use super::shared::EnqueueError;
+use super::{EndReason, Session, StreamingConfig};
+use crate::commands::{self, CommandKind, InvalidCommand};
+use crate::metrics::Metrics;
+use crate::proto::{ClientRegistration, CommandAck, ServerCommand, server_command::Command};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
+use tonic::Status;
+
+/// Decides whether a registering client may open a session (cluster mode:
+/// only clients with a resource). `None` admits it.
+pub trait Admission: Send + Sync + 'static {
+    /// The status to refuse `client_id` with, or `None` to admit it.
+    fn check(&self, client_id: &str, registration: &ClientRegistration) -> Option<Status>;
+}
+
+/// Admits everyone (standalone mode).
+pub struct AdmitAll;
+
+impl Admission for AdmitAll {
+    fn check(&self, _: &str, _: &ClientRegistration) -> Option<Status> {
+        None
+    }
+}
+
+/// Why a command was not delivered or not acked.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// No session for this client id.
+    #[error("client {0} is not connected")]
+    NotConnected(String),
+    /// The client's command queue or pending-ack table is full.
+    #[error("command queue of client {0} is full")]
+    QueueFull(String),
+    /// The command itself is unusable.
+    #[error(transparent)]
+    Invalid(#[from] InvalidCommand),
+    /// A command with this id is already pending for the client.
+    #[error("command_id {0} is already pending")]
+    DuplicateId(String),
+    /// No ack before the deadline.
+    #[error("no ack for command {0} within {1:?}")]
+    TimedOut(String, Duration),
+    /// The session ended before the ack arrived.
+    #[error("session ended before the ack arrived: {0}")]
+    SessionEnded(EndReason),
+}
+
+impl From<CommandError> for Status {
+    fn from(e: CommandError) -> Self {
+        let msg = e.to_string();
+        match e {
+            CommandError::NotConnected(_) => Status::not_found(msg),
+            CommandError::QueueFull(_) => Status::resource_exhausted(msg),
+            CommandError::Invalid(_) => Status::invalid_argument(msg),
+            CommandError::DuplicateId(_) => Status::already_exists(msg),
+            CommandError::TimedOut(..) => Status::deadline_exceeded(msg),
+            CommandError::SessionEnded(_) => Status::unavailable(msg),
+        }
+    }
+}
+
+/// State shared by the service, the session tasks and every handle.
+pub(crate) struct Core {
+    pub(crate) config: StreamingConfig,
+    pub(crate) registry: Registry,
+    pub(crate) bus: EventBus,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) admission: Box<dyn Admission>,
+    pub(crate) tasks: TaskTracker,
+}
+
+/// The streaming core's handle. Cheap to clone.
+#[derive(Clone)]
+pub struct StreamingHandle {
+    pub(crate) core: Arc<Core>,
+}
+
+/// A queued command whose ack can be awaited.
+pub struct PendingCommand {
+    /// The command's id.
+    pub command_id: String,
+    rx: oneshot::Receiver<AckOutcome>,
+    session: Arc<Session>,
+    deadline: Instant,
+    timeout: Duration,
+}
+
+impl PendingCommand {
+    /// Waits for the ack. A failed ack (`success: false`) is returned as
+    /// the ack; a missing one as an error.
+    pub async fn ack(self) -> Result<CommandAck, CommandError> {
+        // The session task fails the command at its deadline; the slack
+        // only guards against a task that is gone.
+        let slack = Duration::from_millis(250);
+        let out = tokio::time::timeout_at(self.deadline + slack, self.rx).await;
+        match out {
+            Ok(Ok(AckOutcome::Acked(ack))) => Ok(Arc::unwrap_or_clone(ack)),
+            Ok(Ok(AckOutcome::SessionEnded(r))) => Err(CommandError::SessionEnded(r)),
+            Ok(Ok(AckOutcome::TimedOut)) | Err(_) => {
+                self.session.abandon(&self.command_id);
+                Err(CommandError::TimedOut(self.command_id, self.timeout))
+            }
+            Ok(Err(_)) => Err(CommandError::SessionEnded(
+                self.session.end_reason().unwrap_or(EndReason::Shutdown),
+            )),
+        }
+    }
+}
+
+impl StreamingHandle {
+    /// A new streaming core.
+    pub fn new(
+        config: StreamingConfig,
+        metrics: Arc<Metrics>,
+        admission: Box<dyn Admission>,
+    ) -> Self {
+        let bus = EventBus::new(config.event_buffer, metrics.events_lost.clone());
+        Self {
+            core: Arc::new(Core {
+                config,
+                registry: Registry::new(),
+                bus,
+                metrics,
+                admission,
+                tasks: TaskTracker::new(),
+            }),
+        }
+    }
+
+    /// The core's configuration.
+    pub fn config(&self) -> &StreamingConfig {
+        &self.core.config
+    }
+
+    /// The current session of `client_id`.
+    pub fn session(&self, client_id: &str) -> Option<Arc<Session>> {
+        self.core.registry.get(client_id)
+    }
+
+    /// Every current session, sorted by client id.
+    pub fn sessions(&self) -> Vec<Arc<Session>> {
+        let mut all = self.core.registry.all();
+        all.sort_unstable_by(|a, b| a.client_id.cmp(&b.client_id));
+        all
+    }
+
+    /// How many sessions are connected.
+    pub fn connected(&self) -> usize {
+        self.core.registry.len()
+    }
+
+    /// Subscribes to the event bus.
+    pub fn subscribe(&self) -> EventSubscriber {
+        self.core.bus.subscribe()
+    }
+
+    /// Queues `command` for `client_id` and returns at once. `timeout`
+    /// (default: the ack timeout) bounds the wait for its ack.
+    pub fn send(
+        &self,
+        client_id: &str,
+        mut command: ServerCommand,
+        timeout: Option<Duration>,
+    ) -> Result<PendingCommand, CommandError> {
+        let kind = commands::prepare(
+            &mut command,
+            SystemTime::now(),
+            self.core.config.ack_timeout,
+        )?;
+        let session = self
+            .session(client_id)
+            .ok_or_else(|| CommandError::NotConnected(client_id.to_owned()))?;
+        let timeout = timeout.unwrap_or(self.core.config.ack_timeout);
+        let deadline = Instant::now() + timeout;
+        let (tx, rx) = oneshot::channel();
+        let command_id = command.command_id.clone();
+        let waiter = kind.expects_ack().then_some(tx);
+        match session.enqueue(command, kind, deadline, waiter) {
+            Ok(_) => Ok(PendingCommand {
+                command_id,
+                rx,
+                session,
+                deadline,
+                timeout,
+            }),
+            Err(EnqueueError::Full) => Err(CommandError::QueueFull(client_id.to_owned())),
+            Err(EnqueueError::Closed) => Err(CommandError::NotConnected(client_id.to_owned())),
+            Err(EnqueueError::DuplicateId) => Err(CommandError::DuplicateId(command_id)),
+        }
+    }
+
+    /// Sends `command` and waits for its ack up to `timeout`.
+    pub async fn execute(
+        &self,
+        client_id: &str,
+        command: ServerCommand,
+        timeout: Option<Duration>,
+    ) -> Result<CommandAck, CommandError> {
+        self.send(client_id, command, timeout)?.ack().await
+    }
+
+    /// Sends a fresh command of the given body.
+    pub fn send_new(
+        &self,
+        client_id: &str,
+        command: Command,
+    ) -> Result<PendingCommand, CommandError> {
+        self.send(client_id, commands::new(command), None)
+    }
+
+    /// Ends the session of `client_id`, if any.
+    pub fn kick(&self, client_id: &str, why: &str) -> bool {
+        match self.session(client_id) {
+            Some(s) => {
+                s.end(EndReason::Kicked(why.to_owned()));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Graceful stop: every session is sent `disconnect` and its stream is
+    /// drained and closed; waits up to `grace` for the session tasks.
+    pub async fn shutdown(&self, grace: Duration) {
+        for s in self.core.registry.all() {
+            let mut cmd = commands::new(commands::disconnect("server shutting down"));
+            commands::stamp(&mut cmd, SystemTime::now(), grace);
+            let _ = s.enqueue(cmd, CommandKind::Disconnect, Instant::now(), None);
+            s.end(EndReason::Shutdown);
+        }
+        self.core.tasks.close();
+        if tokio::time::timeout(grace, self.core.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                left = self.core.tasks.len(),
+                "sessions still open after the grace period"
+            );
+        }
+    }
+
+    /// Metrics shared with the core.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.core.metrics
+    }
+}

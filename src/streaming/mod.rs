@@ -1,0 +1,30 @@
+//! The streaming core: client sessions on `ConnectClient`, the session
+//! registry, commands with acks, and the event bus. It knows nothing of
+//! Kubernetes; everything else reaches clients through [`StreamingHandle`].
+//!
+//! Session rules (docs/DESIGN.md): register first; the registered
+//! `client_id` on every message; the newest session for an id supersedes
+//! the old one; heartbeat staleness and a reaper; server pings; bounded
+//! per-client command queues; acks matched per session with a timeout; all
+//! pending acks fail at once when a session ends.
+
+mod config;
+mod end;
+mod events;
+pub(crate) mod handle;
+mod outbound;
+mod pending;
+mod registry;
+mod service;
+mod session;
+mod shared;
+
+pub use config::StreamingConfig;
+pub use end::EndReason;
+pub use events::{Event, EventKind, EventSubscriber};
+pub use handle::{Admission, AdmitAll, PendingCommand};
+pub use handle::{CommandError, StreamingHandle};
+pub use outbound::OutboundStream;
+pub use pending::AckOutcome;
+pub use service::StreamingService;
+pub use shared::Session;

@@ -1,0 +1,139 @@
+//! The `CryptoStreamingService` gRPC service: sessions on `ConnectClient`
+//! and the operator calls, all through the core's handle.
+
+use super::handle::StreamingHandle;
+use super::outbound::OutboundStream;
+use super::session;
+use crate::handlers::snapshot;
+use crate::proto::crypto_streaming_service_server::CryptoStreamingService;
+use crate::proto::{
+    ClientInfo, ClientMessage, CommandAck, ExecuteCommandRequest, GetClientRequest,
+    ListClientsRequest, ListClientsResponse, SendCommandRequest, SendCommandResponse,
+};
+use std::time::Duration;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{Instrument, info_span, warn};
+
+/// The gRPC service over a streaming core.
+pub struct StreamingService {
+    handle: StreamingHandle,
+}
+
+impl StreamingService {
+    /// A service over `handle`'s core.
+    pub fn new(handle: StreamingHandle) -> Self {
+        Self { handle }
+    }
+}
+
+/// The deadline a caller put on its call (`grpc-timeout`), if any.
+fn call_deadline<T>(req: &Request<T>) -> Option<Duration> {
+    let v = req.metadata().get("grpc-timeout")?.to_str().ok()?;
+    let (num, unit) = v.split_at(v.len().checked_sub(1)?);
+    let n: u64 = num.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[tonic::async_trait]
+impl CryptoStreamingService for StreamingService {
+    type ConnectClientStream = OutboundStream;
+
+    async fn connect_client(
+        &self,
+        request: Request<Streaming<ClientMessage>>,
+    ) -> Result<Response<Self::ConnectClientStream>, Status> {
+        let peer = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let core = self.handle.core.clone();
+        let (tx, term, stream) = OutboundStream::new(core.config.command_queue);
+        let inbound = request.into_inner();
+        core.tasks
+            .clone()
+            .spawn(session::run(core, inbound, tx, term, peer));
+        Ok(Response::new(stream))
+    }
+
+    async fn send_command_to_client(
+        &self,
+        request: Request<SendCommandRequest>,
+    ) -> Result<Response<SendCommandResponse>, Status> {
+        let req = request.into_inner();
+        let span = info_span!("send_command", client_id = %req.client_id);
+        async {
+            let command = req
+                .command
+                .ok_or_else(|| Status::invalid_argument("command is required"))?;
+            let pending = self
+                .handle
+                .send(&req.client_id, command, None)
+                .inspect_err(|e| warn!(error = %e, "command refused"))?;
+            let command_id = pending.command_id.clone();
+            // Fire and forget: the session task tracks the ack and its
+            // timeout; dropping the receiver only means nobody waits here.
+            drop(pending);
+            Ok(Response::new(SendCommandResponse { command_id }))
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn execute_command_sync(
+        &self,
+        request: Request<ExecuteCommandRequest>,
+    ) -> Result<Response<CommandAck>, Status> {
+        let call_deadline = call_deadline(&request);
+        let req = request.into_inner();
+        let span = info_span!("execute_command", client_id = %req.client_id);
+        async {
+            let command = req
+                .command
+                .ok_or_else(|| Status::invalid_argument("command is required"))?;
+            let ack_timeout = self.handle.config().ack_timeout;
+            let mut timeout = match req.timeout_ms {
+                0 => ack_timeout,
+                ms => Duration::from_millis(u64::from(ms)),
+            };
+            if let Some(d) = call_deadline {
+                timeout = timeout.min(d);
+            }
+            let ack = self
+                .handle
+                .execute(&req.client_id, command, Some(timeout))
+                .await
+                .inspect_err(|e| warn!(error = %e, "command failed"))?;
+            Ok(Response::new(ack))
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn list_clients(
+        &self,
+        _request: Request<ListClientsRequest>,
+    ) -> Result<Response<ListClientsResponse>, Status> {
+        let clients = self.handle.sessions().iter().map(|s| snapshot(s)).collect();
+        Ok(Response::new(ListClientsResponse { clients }))
+    }
+
+    async fn get_client(
+        &self,
+        request: Request<GetClientRequest>,
+    ) -> Result<Response<ClientInfo>, Status> {
+        let id = request.into_inner().client_id;
+        let session = self
+            .handle
+            .session(&id)
+            .ok_or_else(|| Status::not_found(format!("client {id} is not connected")))?;
+        Ok(Response::new(snapshot(&session)))
+    }
+}

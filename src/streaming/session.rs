@@ -1,0 +1,269 @@
+//! The task that drives one `ConnectClient` stream: waits for `register`,
+//! makes the session current (superseding an older one), then handles
+//! client messages, heartbeat staleness, server pings and ack deadlines
+//! until the session ends, and finally fails whatever is still pending.
+
+use super::handle::Core;
+use super::outbound::Termination;
+use super::pending::AckOutcome;
+use super::{EndReason, Session, events::EventKind};
+use crate::commands::{self, CommandKind};
+use crate::handlers::{self, ClientState};
+use crate::proto::{
+    self, ClientMessage, ServerCommand, client_message::Payload, server_command::Command,
+};
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, sleep_until, timeout};
+use tonic::{Code, Status, Streaming};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+/// Runs one stream from its first message to its end.
+pub(crate) async fn run(
+    core: Arc<Core>,
+    mut inbound: Streaming<ClientMessage>,
+    outbound: mpsc::Sender<ServerCommand>,
+    term: oneshot::Sender<Termination>,
+    peer: String,
+) {
+    let first = timeout(core.config.register_timeout, inbound.message()).await;
+    let session = match accept(&core, first, outbound) {
+        Ok(s) => s,
+        Err(Some(status)) => {
+            core.metrics.rejected(status.code());
+            warn!(%peer, code = ?status.code(), message = status.message(), "stream refused");
+            let _ = term.send(Termination::Abort(status));
+            return;
+        }
+        Err(None) => return,
+    };
+    let span =
+        info_span!("session", client_id = %session.client_id, session_id = %session.session_id);
+    async move {
+        info!(%peer, client_name = %session.registration.client_name, "session registered");
+        let reason = drive(&core, &session, &mut inbound).await;
+        finish(&core, &session, reason, term);
+    }
+    .instrument(span)
+    .await;
+}
+
+/// Checks the first message and registers the session. `Err(None)`: the
+/// client went away without a word.
+fn accept(
+    core: &Arc<Core>,
+    first: Result<Result<Option<ClientMessage>, Status>, tokio::time::error::Elapsed>,
+    outbound: mpsc::Sender<ServerCommand>,
+) -> Result<Arc<Session>, Option<Status>> {
+    let msg = match first {
+        Err(_) => {
+            return Err(Some(Status::deadline_exceeded(format!(
+                "no register message within {:?}",
+                core.config.register_timeout
+            ))));
+        }
+        Ok(Err(status)) => return Err(Some(inbound_error(status))),
+        Ok(Ok(None)) => return Err(None),
+        Ok(Ok(Some(m))) => m,
+    };
+    let reg = match msg.payload {
+        Some(Payload::Register(reg)) => reg,
+        other => {
+            return Err(Some(Status::failed_precondition(format!(
+                "the first message must be register, got {}",
+                handlers::payload_name(other.as_ref())
+            ))));
+        }
+    };
+    if !commands::valid_id(&msg.client_id, 253) {
+        return Err(Some(Status::invalid_argument(
+            "client_id must be 1 to 253 characters of [A-Za-z0-9._:-]",
+        )));
+    }
+    if core.tasks.is_closed() {
+        return Err(Some(Status::unavailable("server shutting down")));
+    }
+    if let Some(reason) = core.admission.check(&msg.client_id, &reg) {
+        return Err(Some(reason));
+    }
+    let session = Arc::new(Session::new(
+        Arc::from(msg.client_id.as_str()),
+        Arc::from(uuid::Uuid::new_v4().to_string().as_str()),
+        Arc::new(reg),
+        outbound,
+        ClientState::new(core.config.max_wallets),
+        core.metrics.clone(),
+        core.bus.clone(),
+        core.config.max_pending_acks,
+    ));
+    let mut registered = commands::new(Command::Registered(proto::RegistrationAccepted {
+        session_id: session.session_id.to_string(),
+        heartbeat_interval: Some(crate::time::duration(core.config.heartbeat_interval)),
+        server_time: Some(crate::time::timestamp(SystemTime::now())),
+    }));
+    commands::stamp(&mut registered, SystemTime::now(), core.config.ack_timeout);
+    // The queue is new and empty, so this cannot fail for lack of room.
+    if session
+        .enqueue(registered, CommandKind::Registered, Instant::now(), None)
+        .is_err()
+    {
+        return Err(None);
+    }
+    if let Some(old) = core.registry.insert(session.clone()) {
+        info!(client_id = %old.client_id, old_session = %old.session_id, new_session = %session.session_id, "session superseded");
+        old.end(EndReason::Superseded);
+    }
+    session.record_heartbeat(SystemTime::now());
+    core.metrics.session_started();
+    core.bus.publish(
+        &session.client_id,
+        &session.session_id,
+        EventKind::Connected(session.registration.clone()),
+    );
+    Ok(session)
+}
+
+/// The session loop; returns why it ended.
+async fn drive(
+    core: &Arc<Core>,
+    session: &Arc<Session>,
+    inbound: &mut Streaming<ClientMessage>,
+) -> EndReason {
+    let cfg = &core.config;
+    let mut last_heartbeat = Instant::now();
+    let ping_every = (!cfg.ping_interval.is_zero()).then_some(cfg.ping_interval);
+    let mut next_ping = ping_every.map(|p| Instant::now() + p);
+    loop {
+        let hb_deadline = if session.is_stale() {
+            last_heartbeat + cfg.dead_after
+        } else {
+            last_heartbeat + cfg.stale_after.min(cfg.dead_after)
+        };
+        let ack_deadline = session.pending().next_deadline();
+        let wake = [Some(hb_deadline), ack_deadline, next_ping]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(hb_deadline);
+        tokio::select! {
+            biased;
+            _ = session.ended() => {
+                return session.end_reason().unwrap_or(EndReason::Shutdown);
+            }
+            msg = inbound.message() => match msg {
+                Ok(Some(m)) => {
+                    let is_heartbeat = matches!(m.payload, Some(Payload::Heartbeat(_)));
+                    if let Err(reason) = handlers::dispatch(session, m) {
+                        return reason;
+                    }
+                    if is_heartbeat {
+                        last_heartbeat = Instant::now();
+                    }
+                }
+                Ok(None) => return EndReason::ClientClosed,
+                Err(status) => {
+                    let status = inbound_error(status);
+                    return match status.code() {
+                        Code::ResourceExhausted | Code::Internal | Code::InvalidArgument => {
+                            EndReason::ProtocolViolation(status.code(), status.message().to_owned())
+                        }
+                        _ => {
+                            debug!(code = ?status.code(), message = status.message(), "stream error");
+                            EndReason::Transport
+                        }
+                    };
+                }
+            },
+            _ = session.timer_wake.notified() => {}
+            _ = sleep_until(wake) => {
+                let now = Instant::now();
+                for (id, p) in session.pending().expire(now) {
+                    warn!(command_id = %id, kind = %p.kind, "command ack timed out");
+                    session.finish(id, p.kind, p.sent, p.waiter, AckOutcome::TimedOut);
+                }
+                let silent = now.saturating_duration_since(last_heartbeat);
+                if silent >= cfg.dead_after {
+                    warn!(silent_ms = silent.as_millis() as u64, "no heartbeat; ending session");
+                    return EndReason::HeartbeatTimeout;
+                }
+                if silent >= cfg.stale_after && session.set_stale(true) {
+                    warn!(silent_ms = silent.as_millis() as u64, "session stale");
+                    session.metrics.stale_changed(true);
+                    core.bus.publish(&session.client_id, &session.session_id, EventKind::Stale);
+                }
+                if let (Some(at), Some(every)) = (next_ping, ping_every)
+                    && now >= at
+                {
+                    next_ping = Some(now + every);
+                    send_ping(core, session);
+                }
+            }
+        }
+    }
+}
+
+fn send_ping(core: &Core, session: &Session) {
+    let mut cmd = commands::new(commands::ping());
+    let now = SystemTime::now();
+    commands::stamp(&mut cmd, now, core.config.ack_timeout);
+    if let Err(e) = session.enqueue(
+        cmd,
+        CommandKind::Ping,
+        Instant::now() + core.config.ack_timeout,
+        None,
+    ) {
+        debug!(error = ?e, "server ping not sent");
+    }
+}
+
+/// Cleans up after the loop: deregisters, fails pending acks, ends the
+/// stream with the reason's status.
+fn finish(
+    core: &Core,
+    session: &Arc<Session>,
+    reason: EndReason,
+    term: oneshot::Sender<Termination>,
+) {
+    session.end(reason.clone());
+    let current = core.registry.remove(session);
+    let pending = session.pending().drain();
+    for (id, p) in pending {
+        session.finish(
+            id,
+            p.kind,
+            p.sent,
+            p.waiter,
+            AckOutcome::SessionEnded(reason.clone()),
+        );
+    }
+    if session.is_stale() {
+        session.metrics.stale_changed(false);
+    }
+    core.metrics.session_ended(&reason);
+    if current && core.registry.get(&session.client_id).is_none() {
+        session.series.remove();
+    }
+    let t = match reason.status() {
+        Some(status) => Termination::Abort(status),
+        None => Termination::Drain,
+    };
+    let _ = term.send(t);
+    info!(reason = %reason, "session ended");
+    core.bus.publish(
+        &session.client_id,
+        &session.session_id,
+        EventKind::Disconnected(reason),
+    );
+}
+
+/// Maps an error from the inbound stream to the status the client gets:
+/// tonic reports an oversized message as OUT_OF_RANGE; gRPC's convention is
+/// RESOURCE_EXHAUSTED.
+fn inbound_error(status: Status) -> Status {
+    if status.code() == Code::OutOfRange && status.message().contains("too large") {
+        Status::resource_exhausted(status.message().to_owned())
+    } else {
+        status
+    }
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole test suite, runnable on a fresh Debian machine with the Rust
+# toolchain: installs what the tests need (Debian's prometheus package for
+# promtool), then runs every Rust test and the alert-rule tests.
+#
+#   bash tests/run.sh
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+need_apt=()
+command -v promtool >/dev/null 2>&1 || [ -x /usr/bin/promtool ] || need_apt+=(prometheus)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl ca-certificates)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    echo "installing: ${need_apt[*]}" >&2
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+command -v cargo >/dev/null 2>&1 || { echo "error: cargo not found; install the stable Rust toolchain (rustup)" >&2; exit 1; }
+
+# Many loopback connections in the fleet tests.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+cargo test --locked --all-targets
+cargo test --locked --doc
+bash tests/alerts/run.sh

@@ -1,0 +1,744 @@
+//! Streaming core over real tonic clients and servers on 127.0.0.1: the
+//! session rules, commands with acks, ExecuteCommandSync, bad input, the
+//! event bus, health, reflection and snapshots.
+
+mod support;
+
+use crypto_operator::commands;
+use crypto_operator::proto::{
+    ClientRunState, ClientStatus, ClientType, ExecuteCommandRequest, GetClientRequest, Heartbeat,
+    ListClientsRequest, LogEntry, PriceUpdate, SendCommandRequest, ServerCommand, SessionState,
+    WalletUpdate, client_message::Payload, server_command::Command,
+};
+use crypto_operator::streaming::{AckOutcome, EndReason, EventKind};
+use std::time::{Duration, Instant};
+use support::*;
+use tonic::Code;
+
+fn exec(client_id: &str, command: Command, timeout_ms: u32) -> ExecuteCommandRequest {
+    ExecuteCommandRequest {
+        client_id: client_id.into(),
+        command: Some(commands::new(command)),
+        timeout_ms,
+    }
+}
+
+#[tokio::test]
+async fn register_is_answered_with_registered_first() {
+    let server = start(fast_config()).await;
+    let (_tx, mut inbound) = open(
+        server.grpc_addr,
+        msg("w-1", register(ClientType::WalletSyncer)),
+    )
+    .await;
+    let first = inbound.message().await.unwrap().unwrap();
+    let Some(Command::Registered(r)) = first.command else {
+        panic!("expected registered, got {first:?}");
+    };
+    assert!(!r.session_id.is_empty());
+    assert_eq!(
+        r.heartbeat_interval,
+        Some(crypto_operator::time::duration(Duration::from_millis(200)))
+    );
+    assert!(r.server_time.is_some());
+    let session = server.handle.session("w-1").expect("session registered");
+    assert_eq!(&*session.session_id, r.session_id);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn heartbeats_keep_a_session_fresh_and_silence_makes_it_stale_then_ends_it() {
+    let server = start(fast_config()).await;
+    let mut events = server.handle.subscribe();
+    let mut c = RawClient::connect(server.grpc_addr, "hb-1").await;
+    // Heartbeat every 100 ms for well past dead_after (1.2 s): each
+    // heartbeat is acknowledged by the server's counter before the next.
+    let session = server.handle.session("hb-1").unwrap();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    for seq in 1..=20u64 {
+        tick.tick().await;
+        c.send(Payload::Heartbeat(Heartbeat { sequence: seq }))
+            .await;
+    }
+    let deadline = Instant::now() + WAIT;
+    while session.state_counters().heartbeats < 20 {
+        assert!(Instant::now() < deadline, "heartbeats not counted");
+        tokio::task::yield_now().await;
+    }
+    assert!(!session.is_stale(), "a heartbeating session is not stale");
+    assert!(
+        server.handle.session("hb-1").is_some(),
+        "a heartbeating session lives"
+    );
+
+    // Go silent: Stale first, then the session is ended.
+    wait_event(&mut events, |e| {
+        &*e.client_id == "hb-1" && matches!(e.kind, EventKind::Stale)
+    })
+    .await;
+    let ended = wait_event(&mut events, |e| {
+        &*e.client_id == "hb-1" && matches!(e.kind, EventKind::Disconnected(_))
+    })
+    .await;
+    assert!(matches!(
+        ended.kind,
+        EventKind::Disconnected(EndReason::HeartbeatTimeout)
+    ));
+    assert_eq!(c.end_status().await.code(), Code::DeadlineExceeded);
+    assert!(server.handle.session("hb-1").is_none());
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_stale_session_becomes_fresh_on_its_next_heartbeat() {
+    let server = start(StreamingConfig {
+        dead_after: Duration::from_secs(30),
+        ..fast_config()
+    })
+    .await;
+    let mut events = server.handle.subscribe();
+    let c = RawClient::connect(server.grpc_addr, "hb-2").await;
+    wait_event(&mut events, |e| matches!(e.kind, EventKind::Stale)).await;
+    let mut op = operator(server.grpc_addr).await;
+    let info = op
+        .get_client(GetClientRequest {
+            client_id: "hb-2".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.state, SessionState::Stale as i32);
+    c.send(Payload::Heartbeat(Heartbeat { sequence: 1 })).await;
+    wait_event(&mut events, |e| matches!(e.kind, EventKind::Fresh)).await;
+    let info = op
+        .get_client(GetClientRequest {
+            client_id: "hb-2".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.state, SessionState::Connected as i32);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn every_command_type_round_trips_with_its_ack() {
+    let server = start(calm_config()).await;
+    let mut c = RawClient::connect(server.grpc_addr, "cmd-1").await;
+    let mut op = operator(server.grpc_addr).await;
+    let bodies = [
+        commands::ping(),
+        commands::pause("maintenance"),
+        commands::resume(),
+        commands::sync_wallets(vec!["0xabc".into()]),
+        commands::update_config([("k".to_string(), "v".to_string())].into()),
+    ];
+    for body in bodies {
+        let expected = std::mem::discriminant(&body);
+        let call = {
+            let mut op = op.clone();
+            let req = exec("cmd-1", body, 5_000);
+            tokio::spawn(async move { op.execute_command_sync(req).await })
+        };
+        let cmd = c.command().await;
+        assert_eq!(
+            std::mem::discriminant(cmd.command.as_ref().unwrap()),
+            expected
+        );
+        assert!(cmd.issued_at.is_some() && cmd.expires_at.is_some());
+        if let Some(Command::UpdateConfig(u)) = &cmd.command {
+            assert_eq!(u.config_hash, commands::config_hash(&u.config));
+        }
+        c.send(Payload::CommandAck(crypto_operator::proto::CommandAck {
+            command_id: cmd.command_id.clone(),
+            success: true,
+            message: "done".into(),
+            result: [("n".to_string(), "1".to_string())].into(),
+        }))
+        .await;
+        let ack = call.await.unwrap().unwrap().into_inner();
+        assert_eq!(ack.command_id, cmd.command_id);
+        assert!(ack.success);
+        assert_eq!(ack.result.get("n").map(String::as_str), Some("1"));
+    }
+    // A failed ack is returned as the ack, not as an error.
+    let call = {
+        let mut op = op.clone();
+        tokio::spawn(async move {
+            op.execute_command_sync(exec("cmd-1", commands::resume(), 5_000))
+                .await
+        })
+    };
+    let cmd = c.command().await;
+    c.ack(&cmd.command_id, false).await;
+    let ack = call.await.unwrap().unwrap().into_inner();
+    assert!(!ack.success);
+    assert_eq!(ack.message, "refused");
+
+    // SendCommandToClient returns the id at once; the ack arrives later.
+    let sent = op
+        .send_command_to_client(SendCommandRequest {
+            client_id: "cmd-1".into(),
+            command: Some(ServerCommand {
+                command: Some(commands::ping()),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let cmd = c.command().await;
+    assert_eq!(cmd.command_id, sent.command_id);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn execute_times_out_with_deadline_exceeded() {
+    let server = start(calm_config()).await;
+    let mut c = RawClient::connect(server.grpc_addr, "slow-1").await;
+    let mut events = server.handle.subscribe();
+    let mut op = operator(server.grpc_addr).await;
+    let started = Instant::now();
+    let err = op
+        .execute_command_sync(exec("slow-1", commands::ping(), 300))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    let cmd = c.command().await;
+    wait_event(&mut events, |e| {
+        matches!(
+            &e.kind,
+            EventKind::CommandCompleted {
+                outcome: AckOutcome::TimedOut,
+                ..
+            }
+        )
+    })
+    .await;
+    // The late ack is recognised and ignored: the session lives on.
+    c.ack(&cmd.command_id, true).await;
+    let call = {
+        let mut op = op.clone();
+        tokio::spawn(async move {
+            op.execute_command_sync(exec("slow-1", commands::ping(), 5_000))
+                .await
+        })
+    };
+    let next = c.command().await;
+    c.ack(&next.command_id, true).await;
+    assert!(call.await.unwrap().unwrap().into_inner().success);
+    // The call's own deadline wins when it is shorter than timeout_ms.
+    let mut req = tonic::Request::new(exec("slow-1", commands::ping(), 60_000));
+    req.set_timeout(Duration::from_millis(300));
+    let err = op.execute_command_sync(req).await.unwrap_err();
+    assert!(
+        matches!(err.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{err:?}"
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn execute_fails_at_once_when_the_client_goes_or_is_not_there() {
+    let server = start(calm_config()).await;
+    let mut op = operator(server.grpc_addr).await;
+    let err = op
+        .execute_command_sync(exec("nobody", commands::ping(), 5_000))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+
+    let mut c = RawClient::connect(server.grpc_addr, "gone-1").await;
+    let call = {
+        let mut op = op.clone();
+        tokio::spawn(async move {
+            op.execute_command_sync(exec("gone-1", commands::ping(), 60_000))
+                .await
+        })
+    };
+    let _cmd = c.command().await;
+    let started = Instant::now();
+    drop(c); // the client vanishes without acking
+    let err = tokio::time::timeout(WAIT, call)
+        .await
+        .expect("fails long before 60 s")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(started.elapsed() < WAIT);
+    assert_eq!(server.handle.connected(), 0);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_second_session_supersedes_the_first_and_fails_its_pending_acks() {
+    let server = start(calm_config()).await;
+    let mut first = RawClient::connect(server.grpc_addr, "dup-1").await;
+    let mut op = operator(server.grpc_addr).await;
+    let pending = {
+        let mut op = op.clone();
+        tokio::spawn(async move {
+            op.execute_command_sync(exec("dup-1", commands::ping(), 60_000))
+                .await
+        })
+    };
+    let _ = first.command().await;
+    let mut second = RawClient::connect(server.grpc_addr, "dup-1").await;
+    assert_ne!(first.session_id, second.session_id);
+    let status = first.end_status().await;
+    assert_eq!(status.code(), Code::Aborted);
+    assert!(status.message().contains("superseded"));
+    let err = tokio::time::timeout(WAIT, pending)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable);
+    // The new session is the one commands reach.
+    let call = {
+        let mut op = op.clone();
+        tokio::spawn(async move {
+            op.execute_command_sync(exec("dup-1", commands::ping(), 5_000))
+                .await
+        })
+    };
+    let cmd = second.command().await;
+    second.ack(&cmd.command_id, true).await;
+    assert!(call.await.unwrap().unwrap().into_inner().success);
+    let info = op
+        .get_client(GetClientRequest {
+            client_id: "dup-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.session_id, second.session_id);
+    server.stop().await.unwrap();
+}
+
+/// A bystander session that must stay untouched by another client's bad
+/// input: it still answers a command afterwards.
+async fn assert_bystander_fine(server: &crypto_operator::server::Running, c: &mut RawClient) {
+    let mut op = operator(server.grpc_addr).await;
+    let id = c.client_id.clone();
+    let call = tokio::spawn(async move {
+        op.execute_command_sync(exec(&id, commands::ping(), 5_000))
+            .await
+    });
+    let cmd = c.command().await;
+    c.ack(&cmd.command_id, true).await;
+    assert!(call.await.unwrap().unwrap().into_inner().success);
+}
+
+#[tokio::test]
+async fn a_message_before_register_is_failed_precondition() {
+    let server = start(calm_config()).await;
+    let mut bystander = RawClient::connect(server.grpc_addr, "ok-1").await;
+    let (_tx, mut inbound) = open(
+        server.grpc_addr,
+        msg("bad-1", Payload::Heartbeat(Heartbeat { sequence: 1 })),
+    )
+    .await;
+    let status = end_status(&mut inbound).await;
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(status.message().contains("register"), "{status:?}");
+    // An unusable client id at registration is refused too.
+    let (_tx, mut inbound) = open(
+        server.grpc_addr,
+        msg("has space", register(ClientType::WalletSyncer)),
+    )
+    .await;
+    assert_eq!(end_status(&mut inbound).await.code(), Code::InvalidArgument);
+    assert!(server.handle.session("bad-1").is_none());
+    assert_bystander_fine(&server, &mut bystander).await;
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_wrong_client_id_mid_stream_is_permission_denied() {
+    let server = start(calm_config()).await;
+    let mut bystander = RawClient::connect(server.grpc_addr, "victim").await;
+    let mut c = RawClient::connect(server.grpc_addr, "liar").await;
+    c.tx.send(msg("victim", Payload::Heartbeat(Heartbeat { sequence: 1 })))
+        .await
+        .unwrap();
+    let status = c.end_status().await;
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(status.message().contains("victim"));
+    assert_eq!(
+        server
+            .handle
+            .session("victim")
+            .unwrap()
+            .state_counters()
+            .heartbeats,
+        0
+    );
+    assert_bystander_fine(&server, &mut bystander).await;
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_ack_for_an_unknown_or_foreign_command_is_invalid_argument() {
+    let server = start(calm_config()).await;
+    let mut owner = RawClient::connect(server.grpc_addr, "owner").await;
+    let mut thief = RawClient::connect(server.grpc_addr, "thief").await;
+    let mut op = operator(server.grpc_addr).await;
+    let call = {
+        let mut op = op.clone();
+        tokio::spawn(async move {
+            op.execute_command_sync(exec("owner", commands::pause("x"), 10_000))
+                .await
+        })
+    };
+    let cmd = owner.command().await;
+    // The thief acks the owner's command: refused, and the owner's command
+    // stays pending.
+    thief.ack(&cmd.command_id, false).await;
+    let status = thief.end_status().await;
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains(&cmd.command_id));
+    assert_eq!(server.handle.session("owner").unwrap().pending_count(), 1);
+    owner.ack(&cmd.command_id, true).await;
+    assert!(
+        call.await.unwrap().unwrap().into_inner().success,
+        "the owner's ack wins"
+    );
+
+    // A made-up id.
+    let mut c = RawClient::connect(server.grpc_addr, "inventor").await;
+    c.ack("no-such-command", true).await;
+    assert_eq!(c.end_status().await.code(), Code::InvalidArgument);
+    let _ = op.list_clients(ListClientsRequest {}).await.unwrap();
+    assert_bystander_fine(&server, &mut owner).await;
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_oversized_message_is_resource_exhausted() {
+    let server = start(StreamingConfig {
+        max_message_bytes: 4096,
+        ..calm_config()
+    })
+    .await;
+    let mut bystander = RawClient::connect(server.grpc_addr, "small").await;
+    let mut c = RawClient::connect(server.grpc_addr, "big").await;
+    c.send(Payload::Log(LogEntry {
+        level: 2,
+        message: "x".repeat(10_000),
+        fields: Default::default(),
+    }))
+    .await;
+    let status = c.end_status().await;
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert_bystander_fine(&server, &mut bystander).await;
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_full_command_queue_is_resource_exhausted() {
+    let server = start(StreamingConfig {
+        max_pending_acks: 4,
+        ..calm_config()
+    })
+    .await;
+    let mut bystander = RawClient::connect(server.grpc_addr, "calm").await;
+    let _busy = RawClient::connect(server.grpc_addr, "busy").await;
+    let mut op = operator(server.grpc_addr).await;
+    let send = |op: &mut crypto_operator::proto::crypto_streaming_service_client::CryptoStreamingServiceClient<_>| {
+        let mut op = op.clone();
+        async move {
+            op.send_command_to_client(SendCommandRequest {
+                client_id: "busy".into(),
+                command: Some(commands::new(commands::ping())),
+            })
+            .await
+        }
+    };
+    for _ in 0..4 {
+        send(&mut op).await.expect("room for four");
+    }
+    let err = send(&mut op).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert_bystander_fine(&server, &mut bystander).await;
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_operator_requests_get_precise_statuses() {
+    let server = start(calm_config()).await;
+    let _c = RawClient::connect(server.grpc_addr, "target").await;
+    let mut op = operator(server.grpc_addr).await;
+    let err = op
+        .send_command_to_client(SendCommandRequest {
+            client_id: "target".into(),
+            command: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let err = op
+        .send_command_to_client(SendCommandRequest {
+            client_id: "target".into(),
+            command: Some(commands::new(Command::Registered(Default::default()))),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let mut dup = commands::new(commands::ping());
+    dup.command_id = "fixed-id".into();
+    op.send_command_to_client(SendCommandRequest {
+        client_id: "target".into(),
+        command: Some(dup.clone()),
+    })
+    .await
+    .unwrap();
+    let err = op
+        .send_command_to_client(SendCommandRequest {
+            client_id: "target".into(),
+            command: Some(dup),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists);
+    let err = op
+        .get_client(GetClientRequest {
+            client_id: "nobody".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn snapshots_show_registration_status_wallets_and_counters() {
+    let server = start(StreamingConfig {
+        max_wallets: 2,
+        ..calm_config()
+    })
+    .await;
+    let mut events = server.handle.subscribe();
+    let c = RawClient::connect(server.grpc_addr, "snap-1").await;
+    for (wallet, balance) in [("w1", "1.5"), ("w2", "2"), ("w1", "1.75"), ("w3", "9")] {
+        c.send(Payload::WalletUpdate(WalletUpdate {
+            wallet_id: wallet.into(),
+            chain: "ethereum".into(),
+            asset: "ETH".into(),
+            balance: balance.into(),
+            block_height: 1,
+        }))
+        .await;
+    }
+    c.send(Payload::Status(ClientStatus {
+        state: ClientRunState::Syncing as i32,
+        detail: "busy".into(),
+        config_hash: "h".into(),
+    }))
+    .await;
+    c.send(Payload::Heartbeat(Heartbeat { sequence: 1 })).await;
+    wait_event(&mut events, |e| matches!(&e.kind, EventKind::Message(m) if matches!(m.payload, Some(Payload::Heartbeat(_))))).await;
+    let mut op = operator(server.grpc_addr).await;
+    let info = op
+        .get_client(GetClientRequest {
+            client_id: "snap-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        info.registration.unwrap().client_type,
+        ClientType::WalletSyncer as i32
+    );
+    assert_eq!(info.status.unwrap().state, ClientRunState::Syncing as i32);
+    let wallets: Vec<_> = info
+        .wallets
+        .iter()
+        .map(|w| (w.wallet_id.as_str(), w.balance.as_str()))
+        .collect();
+    assert_eq!(
+        wallets,
+        [("w1", "1.75"), ("w2", "2")],
+        "latest balance per wallet, at most two kept"
+    );
+    let counters = info.counters.unwrap();
+    assert_eq!(counters.wallet_updates, 4);
+    assert_eq!(counters.wallets_dropped, 1);
+    assert_eq!(counters.heartbeats, 1);
+    assert_eq!(counters.messages_received, 6);
+    assert!(info.last_heartbeat.is_some());
+    let list = op
+        .list_clients(ListClientsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.clients.len(), 1);
+    assert_eq!(list.clients[0].client_id, "snap-1");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_price_from_a_client_that_is_not_a_price_feed_is_refused() {
+    let server = start(calm_config()).await;
+    let mut c = RawClient::connect(server.grpc_addr, "not-a-feed").await;
+    c.send(Payload::Price(PriceUpdate {
+        symbol: "BTC".into(),
+        price: "1".into(),
+        quote: "USD".into(),
+        ..Default::default()
+    }))
+    .await;
+    let status = c.end_status().await;
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(status.message().contains("PRICE_FEED"));
+    assert!(
+        server
+            .handle
+            .metrics()
+            .render()
+            .contains("crypto_prices_refused_total 1")
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn server_pings_record_round_trip_time() {
+    let server = start(StreamingConfig {
+        ping_interval: Duration::from_millis(100),
+        ..calm_config()
+    })
+    .await;
+    let mut c = RawClient::connect(server.grpc_addr, "pinged").await;
+    let cmd = c.command().await;
+    assert!(matches!(cmd.command, Some(Command::Ping(_))));
+    let mut events = server.handle.subscribe();
+    c.ack(&cmd.command_id, true).await;
+    wait_event(&mut events, |e| {
+        matches!(e.kind, EventKind::CommandCompleted { .. })
+    })
+    .await;
+    let session = server.handle.session("pinged").unwrap();
+    assert!(session.ping_rtt().is_some());
+    let mut op = operator(server.grpc_addr).await;
+    let info = op
+        .get_client(GetClientRequest {
+            client_id: "pinged".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(info.ping_rtt.is_some());
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_slow_event_subscriber_loses_events_without_slowing_clients() {
+    let server = start(StreamingConfig {
+        event_buffer: 8,
+        ..calm_config()
+    })
+    .await;
+    let mut slow = server.handle.subscribe();
+    let mut fast = server.handle.subscribe();
+    let c = RawClient::connect(server.grpc_addr, "chatty").await;
+    for seq in 0..200u64 {
+        c.send(Payload::Heartbeat(Heartbeat { sequence: seq }))
+            .await;
+    }
+    // The fast subscriber keeps up and sees the last heartbeat.
+    wait_event(&mut fast, |e| matches!(&e.kind, EventKind::Message(m) if matches!(&m.payload, Some(Payload::Heartbeat(h)) if h.sequence == 199))).await;
+    assert_eq!(
+        server
+            .handle
+            .session("chatty")
+            .unwrap()
+            .state_counters()
+            .heartbeats,
+        200
+    );
+    // The slow one finds its oldest events gone, counted.
+    let first = slow.recv().await.unwrap();
+    assert!(
+        !matches!(first.kind, EventKind::Connected(_)),
+        "the oldest events were dropped"
+    );
+    let text = server.handle.metrics().render();
+    let lost: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("crypto_events_lost_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(lost > 0, "the loss is counted: {lost}");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn health_reports_serving_and_reflection_lists_the_services() {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let server = start(calm_config()).await;
+    let channel = tonic::transport::Channel::from_shared(url(server.grpc_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = HealthClient::new(channel.clone());
+    for service in ["", "crypto.v1.CryptoStreamingService"] {
+        let resp = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(resp.status, ServingStatus::Serving as i32, "{service:?}");
+    }
+    let mut refl = ServerReflectionClient::new(channel);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = refl
+        .server_reflection_info(tokio_stream::iter([req]))
+        .await
+        .unwrap()
+        .into_inner();
+    let resp = stream.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
+        panic!("unexpected reflection response");
+    };
+    let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+    assert!(
+        names.contains(&"crypto.v1.CryptoStreamingService"),
+        "{names:?}"
+    );
+    assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_sends_disconnect_and_ends_streams_cleanly() {
+    let server = start(calm_config()).await;
+    let mut c = RawClient::connect(server.grpc_addr, "leaving").await;
+    let stopping = tokio::spawn(server.stop());
+    let cmd = c.command().await;
+    assert!(
+        matches!(cmd.command, Some(Command::Disconnect(_))),
+        "{cmd:?}"
+    );
+    assert_eq!(c.end_status().await.code(), Code::Ok);
+    tokio::time::timeout(WAIT, stopping)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+use crypto_operator::streaming::StreamingConfig;

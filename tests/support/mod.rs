@@ -1,0 +1,224 @@
+//! Shared helpers for the integration tests: an in-process server on
+//! 127.0.0.1:0, a raw protocol client that lets a test break the session
+//! rules on purpose, and event waits with timeouts (no fixed sleeps).
+
+#![allow(dead_code)]
+
+use crypto_operator::proto::crypto_streaming_service_client::CryptoStreamingServiceClient;
+use crypto_operator::proto::{
+    ClientMessage, ClientRegistration, ClientType, CommandAck, ServerCommand,
+    client_message::Payload, server_command::Command,
+};
+use crypto_operator::server::{self, Running, ServerConfig};
+use crypto_operator::streaming::{Event, EventSubscriber, StreamingConfig};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+use tonic::{Status, Streaming};
+
+/// Upper bound for any single wait in a test.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Streaming limits with short intervals, pings off (tests send their own).
+pub fn fast_config() -> StreamingConfig {
+    StreamingConfig {
+        heartbeat_interval: Duration::from_millis(200),
+        stale_after: Duration::from_millis(600),
+        dead_after: Duration::from_millis(1200),
+        ack_timeout: Duration::from_secs(5),
+        ping_interval: Duration::ZERO,
+        register_timeout: Duration::from_secs(2),
+        ..StreamingConfig::default()
+    }
+}
+
+/// Long heartbeat limits, for tests that must not see staleness.
+pub fn calm_config() -> StreamingConfig {
+    StreamingConfig {
+        heartbeat_interval: Duration::from_secs(10),
+        stale_after: Duration::from_secs(60),
+        dead_after: Duration::from_secs(120),
+        ..fast_config()
+    }
+}
+
+/// Starts a server on ephemeral loopback ports.
+pub async fn start(streaming: StreamingConfig) -> Running {
+    start_on("127.0.0.1:0".parse().unwrap(), streaming).await
+}
+
+/// Starts a server with its gRPC port at `grpc_addr`.
+pub async fn start_on(grpc_addr: std::net::SocketAddr, streaming: StreamingConfig) -> Running {
+    server::start(ServerConfig {
+        grpc_addr,
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        streaming,
+        drain_grace: Duration::from_secs(2),
+    })
+    .await
+    .expect("server starts")
+}
+
+/// `http://addr`.
+pub fn url(addr: std::net::SocketAddr) -> String {
+    format!("http://{addr}")
+}
+
+/// An operator-side gRPC client.
+pub async fn operator(addr: std::net::SocketAddr) -> CryptoStreamingServiceClient<Channel> {
+    CryptoStreamingServiceClient::connect(url(addr))
+        .await
+        .expect("operator connects")
+}
+
+/// A message from `client_id`.
+pub fn msg(client_id: &str, payload: Payload) -> ClientMessage {
+    ClientMessage {
+        client_id: client_id.into(),
+        message_id: String::new(),
+        timestamp: None,
+        payload: Some(payload),
+    }
+}
+
+/// A registration payload.
+pub fn register(kind: ClientType) -> Payload {
+    Payload::Register(ClientRegistration {
+        client_name: "test".into(),
+        client_type: kind as i32,
+        version: "1.0.0".into(),
+        capabilities: vec!["sync_wallets".into()],
+    })
+}
+
+/// A client speaking the wire protocol directly.
+pub struct RawClient {
+    pub client_id: String,
+    pub tx: mpsc::Sender<ClientMessage>,
+    pub inbound: Streaming<ServerCommand>,
+    pub session_id: String,
+}
+
+/// Opens a stream whose first message is `first`; returns the sender and
+/// the response stream.
+pub async fn open(
+    addr: std::net::SocketAddr,
+    first: ClientMessage,
+) -> (mpsc::Sender<ClientMessage>, Streaming<ServerCommand>) {
+    let mut client = operator(addr).await.max_decoding_message_size(4 << 20);
+    let (tx, rx) = mpsc::channel(64);
+    tx.send(first).await.unwrap();
+    let inbound = client
+        .connect_client(ReceiverStream::new(rx))
+        .await
+        .expect("stream opens")
+        .into_inner();
+    (tx, inbound)
+}
+
+impl RawClient {
+    /// Connects and registers as `client_id`.
+    pub async fn connect(addr: std::net::SocketAddr, client_id: &str) -> Self {
+        Self::connect_as(addr, client_id, ClientType::WalletSyncer).await
+    }
+
+    /// Connects and registers as `client_id` of type `kind`.
+    pub async fn connect_as(addr: std::net::SocketAddr, client_id: &str, kind: ClientType) -> Self {
+        let (tx, mut inbound) = open(addr, msg(client_id, register(kind))).await;
+        let first = tokio::time::timeout(WAIT, inbound.message())
+            .await
+            .expect("registered in time")
+            .expect("stream ok")
+            .expect("a first command");
+        let Some(Command::Registered(r)) = first.command else {
+            panic!("first command is not registered: {first:?}");
+        };
+        Self {
+            client_id: client_id.into(),
+            tx,
+            inbound,
+            session_id: r.session_id,
+        }
+    }
+
+    /// Sends a payload as this client.
+    pub async fn send(&self, payload: Payload) {
+        self.tx
+            .send(msg(&self.client_id, payload))
+            .await
+            .expect("request stream open");
+    }
+
+    /// The next command, failing the test after [`WAIT`].
+    pub async fn next(&mut self) -> Result<Option<ServerCommand>, Status> {
+        tokio::time::timeout(WAIT, self.inbound.message())
+            .await
+            .expect("a command in time")
+    }
+
+    /// The next command, which must exist.
+    pub async fn command(&mut self) -> ServerCommand {
+        self.next().await.expect("stream ok").expect("stream open")
+    }
+
+    /// Acks `command_id`.
+    pub async fn ack(&self, command_id: &str, success: bool) {
+        self.send(Payload::CommandAck(CommandAck {
+            command_id: command_id.into(),
+            success,
+            message: if success {
+                String::new()
+            } else {
+                "refused".into()
+            },
+            result: HashMap::new(),
+        }))
+        .await;
+    }
+
+    /// Reads until the stream ends; returns its final status (OK as
+    /// `Code::Ok`).
+    pub async fn end_status(&mut self) -> Status {
+        loop {
+            match self.next().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return Status::ok(""),
+                Err(s) => return s,
+            }
+        }
+    }
+}
+
+/// Reads `inbound` until it ends; returns the final status.
+pub async fn end_status(inbound: &mut Streaming<ServerCommand>) -> Status {
+    loop {
+        match tokio::time::timeout(WAIT, inbound.message())
+            .await
+            .expect("stream ends in time")
+        {
+            Ok(Some(_)) => continue,
+            Ok(None) => return Status::ok(""),
+            Err(s) => return s,
+        }
+    }
+}
+
+/// Waits for the first event matching `pred`.
+pub async fn wait_event(
+    sub: &mut EventSubscriber,
+    mut pred: impl FnMut(&Event) -> bool,
+) -> Arc<Event> {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let ev = sub.recv().await.expect("event bus open");
+            if pred(&ev) {
+                return ev;
+            }
+        }
+    })
+    .await
+    .expect("event in time")
+}
