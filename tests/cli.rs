@@ -7,73 +7,10 @@ mod support;
 use crypto_operator::proto::server_command::Command;
 use std::net::SocketAddr;
 use std::process::Stdio;
+use support::process::{BIN, http_get as get, serve};
 use support::*;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command as Process};
-
-const BIN: &str = env!("CARGO_BIN_EXE_crypto-operator");
-
-/// Starts `serve` on ephemeral ports; returns the child and its addresses,
-/// read from its "serving" log line.
-async fn serve(extra: &[&str]) -> (Child, SocketAddr, SocketAddr) {
-    let mut child = Process::new(BIN)
-        .args([
-            "serve",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--drain-grace",
-            "3s",
-        ])
-        .args(extra)
-        .env("CRYPTO_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("binary starts");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let line = tokio::time::timeout(WAIT, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains("serving") {
-                return line;
-            }
-        }
-        panic!("server exited before serving");
-    })
-    .await
-    .expect("serving line in time");
-    let field = |name: &str| -> SocketAddr {
-        let start = line.find(&format!("{name}=")).unwrap() + name.len() + 1;
-        line[start..]
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
-    let (grpc, http) = (field("grpc_addr"), field("http_addr"));
-    // Keep draining stderr so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, grpc, http)
-}
-
-/// A plain HTTP/1.1 GET; returns (status, body).
-async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).await.unwrap();
-    let status = buf[9..12].parse().unwrap();
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command as Process;
 
 async fn cli(args: &[&str]) -> std::process::Output {
     tokio::time::timeout(
@@ -90,7 +27,8 @@ async fn cli(args: &[&str]) -> std::process::Output {
 
 #[tokio::test]
 async fn serve_answers_http_and_cli_and_exits_zero_on_sigterm() {
-    let (mut child, grpc, http) = serve(&[]).await;
+    let server = serve(&[]).await;
+    let (mut child, grpc, http) = (server.child, server.grpc, server.http);
     let (code, body) = get(http, "/healthz").await;
     assert_eq!((code, body.contains("ok")), (200, true));
     let (code, _) = get(http, "/readyz").await;

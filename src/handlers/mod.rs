@@ -18,20 +18,25 @@ use crate::streaming::{EndReason, EventKind, Session};
 use std::sync::Arc;
 use tonic::Code;
 
+/// Position of a payload's type in [`PAYLOAD_NAMES`].
+pub fn payload_index(p: Option<&Payload>) -> usize {
+    match p {
+        None => 0,
+        Some(Payload::Register(_)) => 1,
+        Some(Payload::Heartbeat(_)) => 2,
+        Some(Payload::CommandAck(_)) => 3,
+        Some(Payload::WalletUpdate(_)) => 4,
+        Some(Payload::Transaction(_)) => 5,
+        Some(Payload::Status(_)) => 6,
+        Some(Payload::Error(_)) => 7,
+        Some(Payload::Log(_)) => 8,
+        Some(Payload::Price(_)) => 9,
+    }
+}
+
 /// The oneof name of a payload (the `type` label of message metrics).
 pub fn payload_name(p: Option<&Payload>) -> &'static str {
-    match p {
-        None => "empty",
-        Some(Payload::Register(_)) => "register",
-        Some(Payload::Heartbeat(_)) => "heartbeat",
-        Some(Payload::CommandAck(_)) => "command_ack",
-        Some(Payload::WalletUpdate(_)) => "wallet_update",
-        Some(Payload::Transaction(_)) => "transaction",
-        Some(Payload::Status(_)) => "status",
-        Some(Payload::Error(_)) => "error",
-        Some(Payload::Log(_)) => "log",
-        Some(Payload::Price(_)) => "price",
-    }
+    PAYLOAD_NAMES[payload_index(p)]
 }
 
 /// Every payload name, for pre-resolving metrics.
@@ -54,8 +59,9 @@ fn violation(code: Code, msg: impl Into<String>) -> EndReason {
 
 /// Handles one message of a registered session; `Err` ends the session.
 pub(crate) fn dispatch(session: &Session, msg: ClientMessage) -> Result<(), EndReason> {
-    let name = payload_name(msg.payload.as_ref());
-    session.metrics.message_received(name);
+    session
+        .metrics
+        .message_received(payload_index(msg.payload.as_ref()));
     if *msg.client_id != *session.client_id {
         return Err(violation(
             Code::PermissionDenied,

@@ -3,9 +3,11 @@
 //! costs an atomic add: no lock shared between sessions and no allocation
 //! per message.
 
+mod control;
 mod series;
 
-pub use series::{ClientLabels, SessionSeries};
+pub use control::{CentrifugoMetrics, ControlMetrics, PublishResult};
+pub use series::{ClientIdentity, ClientLabels, SessionSeries};
 
 use crate::commands::CommandKind;
 use crate::handlers::PAYLOAD_NAMES;
@@ -35,6 +37,10 @@ pub struct Metrics {
     ping_rtt: Histogram,
     /// Events lost by slow event-bus subscribers.
     pub events_lost: IntCounter,
+    /// Reconciles and status writes.
+    pub control: ControlMetrics,
+    /// The Centrifugo publisher.
+    pub centrifugo: CentrifugoMetrics,
     series: series::ClientSeriesFamily,
 }
 
@@ -190,6 +196,8 @@ impl Metrics {
                     "Events lost by event-bus subscribers that fell behind.",
                 )?,
             )?,
+            control: ControlMetrics::new(&r)?,
+            centrifugo: CentrifugoMetrics::new(&r)?,
             series: series::ClientSeriesFamily::new(&r, labels)?,
             registry: r,
         })
@@ -207,13 +215,29 @@ impl Metrics {
             .unwrap_or_else(|e| format!("# error encoding metrics: {e}\n"))
     }
 
-    pub(crate) fn session_series(&self, client_id: &str) -> SessionSeries {
-        self.series.for_client(client_id)
+    pub(crate) fn session_series(
+        &self,
+        client_id: &str,
+        identity: &ClientIdentity,
+    ) -> SessionSeries {
+        self.series
+            .for_client(self.series.label_values(client_id, identity))
     }
 
-    pub(crate) fn message_received(&self, payload: &str) {
-        if let Some(i) = PAYLOAD_NAMES.iter().position(|n| *n == payload) {
-            self.messages_received[i].inc();
+    /// Cluster mode: marks a resource's client as not connected (creating
+    /// its `crypto_client_up` series at 0 if needed).
+    pub fn client_down(&self, namespace: &str, name: &str, client_id: &str) {
+        self.series.set_down(&[namespace, name, client_id]);
+    }
+
+    /// Cluster mode: removes every series of a deleted resource's client.
+    pub fn forget_client(&self, namespace: &str, name: &str, client_id: &str) {
+        self.series.forget(&[namespace, name, client_id]);
+    }
+
+    pub(crate) fn message_received(&self, payload_index: usize) {
+        if let Some(c) = self.messages_received.get(payload_index) {
+            c.inc();
         }
     }
 

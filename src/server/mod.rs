@@ -3,12 +3,15 @@
 //! graceful drain.
 
 use crate::http::{self, Readiness};
+use crate::market::{Catalog, CatalogError, Market, MarketLimits, MarketService};
 use crate::metrics::{ClientLabels, Metrics};
 use crate::proto::FILE_DESCRIPTOR_SET;
+use crate::proto::crypto_service_server::CryptoServiceServer;
 use crate::proto::crypto_streaming_service_server::CryptoStreamingServiceServer;
 use crate::streaming::AdmitAll;
 use crate::streaming::{StreamingConfig, StreamingHandle, StreamingService};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -27,6 +30,8 @@ pub struct ServerConfig {
     pub streaming: StreamingConfig,
     /// How long sessions get to drain on shutdown.
     pub drain_grace: Duration,
+    /// Coin catalog file (`--coins`); `None`: the built-in catalog.
+    pub coins: Option<PathBuf>,
 }
 
 /// Why the server could not start or failed.
@@ -52,6 +57,9 @@ pub enum ServerError {
     /// A metric could not be defined.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// The coin catalog could not be loaded.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
 }
 
 /// A started server: its bound addresses and handles.
@@ -91,12 +99,17 @@ impl Running {
 
 /// Binds both ports and starts serving in the background.
 pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
+    let catalog = match &config.coins {
+        Some(path) => Catalog::load(path)?,
+        None => Catalog::builtin()?,
+    };
     let metrics = Arc::new(Metrics::new(ClientLabels::Standalone)?);
     let handle = StreamingHandle::new(
         config.streaming.clone(),
         metrics.clone(),
         Box::new(AdmitAll),
     );
+    let market = Market::new(catalog, MarketLimits::default(), metrics.registry())?;
     let grpc = TcpListener::bind(config.grpc_addr)
         .await
         .map_err(|source| ServerError::Bind {
@@ -115,6 +128,9 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<CryptoStreamingServiceServer<StreamingService>>()
+        .await;
+    health
+        .set_serving::<CryptoServiceServer<MarketService>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
@@ -138,6 +154,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         .add_service(health_service)
         .add_service(reflection)
         .add_service(service)
+        .add_service(market.service())
         .serve_with_incoming_shutdown(
             TcpListenerStream::new(grpc),
             grpc_stop.clone().cancelled_owned(),
@@ -150,6 +167,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
             .map_err(ServerError::Http)
     };
 
+    market.start(handle.subscribe());
     info!(%grpc_addr, %http_addr, "serving");
     let task = {
         let handle = handle.clone();
@@ -157,28 +175,37 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         let ready = ready.clone();
         let grace = config.drain_grace;
         tokio::spawn(async move {
-            let grpc_task = tokio::spawn(grpc_server);
-            let http_task = tokio::spawn(http_server);
+            let mut grpc_task = tokio::spawn(grpc_server);
+            let mut http_task = tokio::spawn(http_server);
             shutdown.cancelled().await;
             info!("shutting down: draining sessions");
             ready.set_grpc_serving(false);
             health
                 .set_not_serving::<CryptoStreamingServiceServer<StreamingService>>()
                 .await;
+            health
+                .set_not_serving::<CryptoServiceServer<MarketService>>()
+                .await;
             handle.shutdown(grace).await;
+            // Price streams end (UNAVAILABLE) before the transport stops.
+            market.shutdown().await;
             grpc_stop.cancel();
-            let grpc_res = match tokio::time::timeout(grace, grpc_task).await {
+            let grpc_res = match tokio::time::timeout(grace, &mut grpc_task).await {
                 Ok(Ok(r)) => r.map_err(ServerError::from),
                 Ok(Err(e)) => Err(ServerError::Http(std::io::Error::other(e))),
                 Err(_) => {
                     tracing::warn!("gRPC connections still open after the grace period; closing");
+                    grpc_task.abort();
                     Ok(())
                 }
             };
-            let http_res = match tokio::time::timeout(grace, http_task).await {
+            let http_res = match tokio::time::timeout(grace, &mut http_task).await {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => Err(ServerError::Http(std::io::Error::other(e))),
-                Err(_) => Ok(()),
+                Err(_) => {
+                    http_task.abort();
+                    Ok(())
+                }
             };
             info!("stopped");
             grpc_res.and(http_res)

@@ -8,7 +8,7 @@ use super::registry::Registry;
 use super::shared::EnqueueError;
 use super::{EndReason, Session, StreamingConfig};
 use crate::commands::{self, CommandKind, InvalidCommand};
-use crate::metrics::Metrics;
+use crate::metrics::{ClientIdentity, Metrics};
 use crate::proto::{ClientRegistration, CommandAck, ServerCommand, server_command::Command};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -18,18 +18,22 @@ use tokio_util::task::TaskTracker;
 use tonic::Status;
 
 /// Decides whether a registering client may open a session (cluster mode:
-/// only clients with a resource). `None` admits it.
+/// only clients with a resource) and who it is for metrics labels.
 pub trait Admission: Send + Sync + 'static {
-    /// The status to refuse `client_id` with, or `None` to admit it.
-    fn check(&self, client_id: &str, registration: &ClientRegistration) -> Option<Status>;
+    /// The client's identity, or the status to refuse it with.
+    fn check(
+        &self,
+        client_id: &str,
+        registration: &ClientRegistration,
+    ) -> Result<ClientIdentity, Status>;
 }
 
 /// Admits everyone (standalone mode).
 pub struct AdmitAll;
 
 impl Admission for AdmitAll {
-    fn check(&self, _: &str, _: &ClientRegistration) -> Option<Status> {
-        None
+    fn check(&self, _: &str, _: &ClientRegistration) -> Result<ClientIdentity, Status> {
+        Ok(ClientIdentity::default())
     }
 }
 

@@ -68,7 +68,7 @@ impl CryptoStreamingService for StreamingService {
         request: Request<SendCommandRequest>,
     ) -> Result<Response<SendCommandResponse>, Status> {
         let req = request.into_inner();
-        let span = info_span!("send_command", client_id = %req.client_id);
+        let span = info_span!("send_command", client_id = %req.client_id, command_id = tracing::field::Empty);
         async {
             let command = req
                 .command
@@ -78,6 +78,8 @@ impl CryptoStreamingService for StreamingService {
                 .send(&req.client_id, command, None)
                 .inspect_err(|e| warn!(error = %e, "command refused"))?;
             let command_id = pending.command_id.clone();
+            tracing::Span::current().record("command_id", command_id.as_str());
+            tracing::info!("command queued");
             // Fire and forget: the session task tracks the ack and its
             // timeout; dropping the receiver only means nobody waits here.
             drop(pending);
@@ -93,11 +95,15 @@ impl CryptoStreamingService for StreamingService {
     ) -> Result<Response<CommandAck>, Status> {
         let call_deadline = call_deadline(&request);
         let req = request.into_inner();
-        let span = info_span!("execute_command", client_id = %req.client_id);
+        let span = info_span!("execute_command", client_id = %req.client_id, command_id = tracing::field::Empty);
         async {
-            let command = req
+            let mut command = req
                 .command
                 .ok_or_else(|| Status::invalid_argument("command is required"))?;
+            if command.command_id.is_empty() {
+                command.command_id = crate::commands::new_command_id();
+            }
+            tracing::Span::current().record("command_id", command.command_id.as_str());
             let ack_timeout = self.handle.config().ack_timeout;
             let mut timeout = match req.timeout_ms {
                 0 => ack_timeout,

@@ -84,15 +84,14 @@ fn accept(
     if core.tasks.is_closed() {
         return Err(Some(Status::unavailable("server shutting down")));
     }
-    if let Some(reason) = core.admission.check(&msg.client_id, &reg) {
-        return Err(Some(reason));
-    }
+    let identity = core.admission.check(&msg.client_id, &reg).map_err(Some)?;
     let session = Arc::new(Session::new(
         Arc::from(msg.client_id.as_str()),
         Arc::from(uuid::Uuid::new_v4().to_string().as_str()),
         Arc::new(reg),
         outbound,
         ClientState::new(core.config.max_wallets),
+        &identity,
         core.metrics.clone(),
         core.bus.clone(),
         core.config.max_pending_acks,
@@ -242,7 +241,7 @@ fn finish(
     }
     core.metrics.session_ended(&reason);
     if current && core.registry.get(&session.client_id).is_none() {
-        session.series.remove();
+        session.series.ended();
     }
     let t = match reason.status() {
         Some(status) => Termination::Abort(status),

@@ -7,7 +7,7 @@ use super::pending::{AckOutcome, PendingAcks};
 use super::{EndReason, events::EventBus, events::EventKind};
 use crate::commands::CommandKind;
 use crate::handlers::ClientState;
-use crate::metrics::{Metrics, SessionSeries};
+use crate::metrics::{ClientIdentity, Metrics, SessionSeries};
 use crate::proto::{ClientRegistration, ServerCommand};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -60,11 +60,12 @@ impl Session {
         registration: Arc<ClientRegistration>,
         outbound: mpsc::Sender<ServerCommand>,
         state: ClientState,
+        identity: &ClientIdentity,
         metrics: Arc<Metrics>,
         bus: EventBus,
         max_pending: usize,
     ) -> Self {
-        let series = metrics.session_series(&client_id);
+        let series = metrics.session_series(&client_id, identity);
         Self {
             client_id,
             session_id,
@@ -165,7 +166,10 @@ impl Session {
             match &outcome {
                 AckOutcome::Acked(a) if a.success => st.counters.commands_succeeded += 1,
                 AckOutcome::Acked(_) => st.counters.commands_failed += 1,
-                AckOutcome::TimedOut => st.counters.commands_timed_out += 1,
+                AckOutcome::TimedOut => {
+                    st.counters.commands_timed_out += 1;
+                    self.series.timed_out();
+                }
                 AckOutcome::SessionEnded(_) => {}
             }
         }

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod process;
+
 use crypto_operator::proto::crypto_streaming_service_client::CryptoStreamingServiceClient;
 use crypto_operator::proto::{
     ClientMessage, ClientRegistration, ClientType, CommandAck, ServerCommand,
@@ -57,6 +59,7 @@ pub async fn start_on(grpc_addr: std::net::SocketAddr, streaming: StreamingConfi
         http_addr: "127.0.0.1:0".parse().unwrap(),
         streaming,
         drain_grace: Duration::from_secs(2),
+        coins: None,
     })
     .await
     .expect("server starts")

@@ -1,0 +1,108 @@
+//! Metrics of the control plane (reconciles, status writes) and of the
+//! Centrifugo publisher. They are registered in every mode, so dashboards
+//! and alerts find them (at zero) even where the component is off.
+
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+use std::time::Duration;
+
+/// Reconcile and status-write metrics.
+pub struct ControlMetrics {
+    reconcile_ok: IntCounter,
+    reconcile_err: IntCounter,
+    reconcile_duration: Histogram,
+    status_writes: IntCounter,
+}
+
+impl ControlMetrics {
+    pub(crate) fn new(r: &Registry) -> prometheus::Result<Self> {
+        let reconciles = IntCounterVec::new(
+            Opts::new(
+                "crypto_reconcile_total",
+                "Reconciles of CryptoClient resources, by result (success, error).",
+            ),
+            &["result"],
+        )?;
+        r.register(Box::new(reconciles.clone()))?;
+        let reconcile_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "crypto_reconcile_duration_seconds",
+                "Time spent in one reconcile.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+        )?;
+        r.register(Box::new(reconcile_duration.clone()))?;
+        let status_writes = IntCounter::new(
+            "crypto_status_writes_total",
+            "Status writes (server-side apply on /status) sent to the Kubernetes API.",
+        )?;
+        r.register(Box::new(status_writes.clone()))?;
+        Ok(Self {
+            reconcile_ok: reconciles.with_label_values(&["success"]),
+            reconcile_err: reconciles.with_label_values(&["error"]),
+            reconcile_duration,
+            status_writes,
+        })
+    }
+
+    /// Records one reconcile.
+    pub fn reconciled(&self, ok: bool, took: Duration) {
+        if ok {
+            self.reconcile_ok.inc();
+        } else {
+            self.reconcile_err.inc();
+        }
+        self.reconcile_duration.observe(took.as_secs_f64());
+    }
+
+    /// Records one status write.
+    pub fn status_written(&self) {
+        self.status_writes.inc();
+    }
+}
+
+/// Result of one Centrifugo publish attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishResult {
+    /// Centrifugo accepted the event.
+    Published,
+    /// The request failed (after its retries).
+    Failed,
+    /// The event was dropped: buffer full or breaker open.
+    Dropped,
+}
+
+/// Centrifugo publisher metrics.
+pub struct CentrifugoMetrics {
+    published: IntCounter,
+    failed: IntCounter,
+    dropped: IntCounter,
+}
+
+impl CentrifugoMetrics {
+    pub(crate) fn new(r: &Registry) -> prometheus::Result<Self> {
+        let v = IntCounterVec::new(
+            Opts::new(
+                "crypto_centrifugo_publish_total",
+                "Events for Centrifugo, by result (published, failed, dropped).",
+            ),
+            &["result"],
+        )?;
+        r.register(Box::new(v.clone()))?;
+        Ok(Self {
+            published: v.with_label_values(&["published"]),
+            failed: v.with_label_values(&["failed"]),
+            dropped: v.with_label_values(&["dropped"]),
+        })
+    }
+
+    /// Counts `n` events with `result`.
+    pub fn count(&self, result: PublishResult, n: u64) {
+        match result {
+            PublishResult::Published => self.published.inc_by(n),
+            PublishResult::Failed => self.failed.inc_by(n),
+            PublishResult::Dropped => self.dropped.inc_by(n),
+        }
+    }
+}
