@@ -2,14 +2,18 @@
 //! that each hold one gRPC bidirectional stream to the operator.
 //!
 //! Direction of use: `cli -> server -> {http, metrics} -> streaming -> {handlers,
-//! commands} -> proto`. The streaming core knows nothing of Kubernetes; other
+//! commands} -> proto`, and `server -> market -> streaming` (market data fed
+//! from the core's event bus). The streaming core knows nothing of Kubernetes; other
 //! components reach connected clients only through [`streaming::StreamingHandle`].
 
 pub mod cli;
 pub mod client;
 pub mod commands;
+pub mod controller;
+pub mod crd;
 pub mod handlers;
 pub mod http;
+pub mod market;
 pub mod metrics;
 pub mod proto;
 pub mod server;

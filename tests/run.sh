@@ -26,3 +26,4 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 cargo test --locked --all-targets
 cargo test --locked --doc
 bash tests/alerts/run.sh
+bash tests/helm/run.sh

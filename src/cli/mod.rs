@@ -31,20 +31,25 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Run the operator: gRPC server and HTTP port (metrics, health).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Send a command to a connected client.
     Command(command::CommandArgs),
     /// List connected clients.
     Clients(command::ClientsArgs),
+    /// Print the CryptoClient CustomResourceDefinition as YAML.
+    Crd,
 }
 
 /// Runs the parsed command line; returns the process exit code.
 pub async fn run(cli: Cli) -> i32 {
     logging::init(cli.log_format, &cli.log);
     let result = match cli.command {
-        Cmd::Serve(args) => serve::run(args).await,
+        Cmd::Serve(args) => serve::run(*args).await,
         Cmd::Command(args) => command::run_command(args).await,
         Cmd::Clients(args) => command::run_clients(args).await,
+        Cmd::Crd => crate::crd::crd_yaml()
+            .map(|y| print!("{y}"))
+            .map_err(Into::into),
     };
     match result {
         Ok(()) => 0,

@@ -2,9 +2,11 @@
 //! drains sessions and exits 0.
 
 use super::parse_duration;
-use crate::server::{self, ServerConfig};
+use crate::controller::{ControllerConfig, LeaderConfig};
+use crate::server::{self, ClusterConfig, ServerConfig};
 use crate::streaming::StreamingConfig;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Flags of `serve`.
@@ -52,6 +54,93 @@ pub struct ServeArgs {
     /// How long sessions get to drain on shutdown.
     #[arg(long, env = "CRYPTO_DRAIN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub drain_grace: Duration,
+    /// Coin catalog YAML (symbol, name, decimals, enabled); default: the
+    /// built-in catalog.
+    #[arg(long, env = "CRYPTO_COINS")]
+    pub coins: Option<PathBuf>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// Cluster-mode flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClusterArgs {
+    /// Run standalone even when a Kubernetes config is found.
+    #[arg(long, env = "CRYPTO_STANDALONE")]
+    pub standalone: bool,
+    /// Namespaces whose CryptoClients to manage (repeat, or comma-separate
+    /// in the env var); default: all namespaces.
+    #[arg(long = "namespace", env = "CRYPTO_NAMESPACES", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+    /// `status.lastHeartbeat` is written at most this often per client.
+    #[arg(long, env = "CRYPTO_STATUS_HEARTBEAT_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub status_heartbeat_interval: Duration,
+    /// Elect a leader through a Lease (run more than one replica).
+    #[arg(long, env = "CRYPTO_LEADER_ELECT")]
+    pub leader_elect: bool,
+    /// Name of the Lease.
+    #[arg(long, env = "CRYPTO_LEASE_NAME", default_value = "crypto-operator")]
+    pub lease_name: String,
+    /// Namespace of the Lease (default: the kubeconfig's namespace).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// How long the Lease lasts without renewal.
+    #[arg(long, env = "CRYPTO_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+    /// This replica's identity in the Lease (default: $HOSTNAME plus a random suffix).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Reconciles running at once.
+    #[arg(long, env = "CRYPTO_RECONCILE_CONCURRENCY", default_value_t = 16)]
+    pub reconcile_concurrency: u16,
+}
+
+impl ClusterArgs {
+    /// The cluster configuration, or `None` for standalone mode: when
+    /// `--standalone` is given, or when no Kubernetes config exists (no
+    /// KUBECONFIG, no ~/.kube/config, not in a cluster). A config that
+    /// exists but cannot be loaded is an error, not a silent fallback.
+    pub async fn resolve(&self) -> Result<Option<ClusterConfig>, Box<dyn std::error::Error>> {
+        if self.standalone {
+            return Ok(None);
+        }
+        let explicit = std::env::var_os("KUBECONFIG").is_some()
+            || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+        let home_config = std::env::var_os("HOME")
+            .map(|h| std::path::Path::new(&h).join(".kube/config").exists())
+            .unwrap_or(false);
+        if !explicit && !home_config {
+            tracing::info!("no Kubernetes config found; running standalone");
+            return Ok(None);
+        }
+        let config = kube::Config::infer()
+            .await
+            .map_err(|e| format!("Kubernetes config found but unusable ({e}); pass --standalone to run without a cluster"))?;
+        let default_ns = config.default_namespace.clone();
+        let client = kube::Client::try_from(config)?;
+        let leader = self.leader_elect.then(|| LeaderConfig {
+            namespace: self
+                .lease_namespace
+                .clone()
+                .unwrap_or_else(|| default_ns.clone()),
+            name: self.lease_name.clone(),
+            identity: self.identity.clone().unwrap_or_else(|| {
+                let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "crypto-operator".into());
+                format!("{host}-{:08x}", fastrand::u32(..))
+            }),
+            lease_duration: self.lease_duration,
+        });
+        tracing::info!(namespaces = ?self.namespaces, leader_election = leader.is_some(), "cluster mode");
+        Ok(Some(ClusterConfig {
+            client,
+            controller: ControllerConfig {
+                namespaces: self.namespaces.clone(),
+                status_heartbeat_interval: self.status_heartbeat_interval,
+                leader,
+                concurrency: self.reconcile_concurrency.max(1),
+            },
+        }))
+    }
 }
 
 impl ServeArgs {
@@ -74,6 +163,8 @@ impl ServeArgs {
             grpc_addr: self.grpc_addr,
             http_addr: self.http_addr,
             drain_grace: self.drain_grace,
+            coins: self.coins.clone(),
+            cluster: None,
             streaming: StreamingConfig {
                 heartbeat_interval: self.heartbeat_interval,
                 stale_after,
@@ -93,7 +184,8 @@ impl ServeArgs {
 
 /// Runs `serve`.
 pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let config = args.config()?;
+    let mut config = args.config()?;
+    config.cluster = args.cluster.resolve().await?;
     let running = server::start(config).await?;
     let stop = running.shutdown_token();
     let on_signal = async move {

@@ -10,10 +10,22 @@ use axum::routing::get;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Whether the process should receive traffic.
-#[derive(Default)]
+/// Whether the process should receive traffic: gRPC serving and, in
+/// cluster mode, the controller's caches synced and the lease held.
 pub struct Readiness {
     grpc_serving: AtomicBool,
+    synced: AtomicBool,
+    leader: AtomicBool,
+}
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Self {
+            grpc_serving: AtomicBool::new(false),
+            synced: AtomicBool::new(true),
+            leader: AtomicBool::new(true),
+        }
+    }
 }
 
 impl Readiness {
@@ -22,9 +34,27 @@ impl Readiness {
         self.grpc_serving.store(serving, Ordering::SeqCst);
     }
 
+    /// Marks the controller's caches as synced (or not).
+    pub fn set_synced(&self, synced: bool) {
+        self.synced.store(synced, Ordering::SeqCst);
+    }
+
+    /// Marks this replica as the leader (or not).
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.store(leader, Ordering::SeqCst);
+    }
+
     /// Why the process is not ready, or `None` when it is.
     pub fn not_ready(&self) -> Option<&'static str> {
-        (!self.grpc_serving.load(Ordering::SeqCst)).then_some("gRPC server not serving")
+        if !self.grpc_serving.load(Ordering::SeqCst) {
+            Some("gRPC server not serving")
+        } else if !self.leader.load(Ordering::SeqCst) {
+            Some("not the leader")
+        } else if !self.synced.load(Ordering::SeqCst) {
+            Some("controller caches not synced")
+        } else {
+            None
+        }
     }
 }
 

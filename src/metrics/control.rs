@@ -11,6 +11,7 @@ pub struct ControlMetrics {
     reconcile_err: IntCounter,
     reconcile_duration: Histogram,
     status_writes: IntCounter,
+    invalid_resources: IntCounter,
 }
 
 impl ControlMetrics {
@@ -38,7 +39,13 @@ impl ControlMetrics {
             "Status writes (server-side apply on /status) sent to the Kubernetes API.",
         )?;
         r.register(Box::new(status_writes.clone()))?;
+        let invalid_resources = IntCounter::new(
+            "crypto_resources_invalid_total",
+            "CryptoClient objects skipped because they could not be read.",
+        )?;
+        r.register(Box::new(invalid_resources.clone()))?;
         Ok(Self {
+            invalid_resources,
             reconcile_ok: reconciles.with_label_values(&["success"]),
             reconcile_err: reconciles.with_label_values(&["error"]),
             reconcile_duration,
@@ -54,6 +61,11 @@ impl ControlMetrics {
             self.reconcile_err.inc();
         }
         self.reconcile_duration.observe(took.as_secs_f64());
+    }
+
+    /// Counts a malformed resource that was skipped.
+    pub fn invalid_resource(&self) {
+        self.invalid_resources.inc();
     }
 
     /// Records one status write.

@@ -2,21 +2,22 @@
 //! and HTTP (metrics, health, readiness), with one shutdown signal and a
 //! graceful drain.
 
+use crate::controller::{self, ControllerConfig, ResourceIndex};
 use crate::http::{self, Readiness};
 use crate::market::{Catalog, CatalogError, Market, MarketLimits, MarketService};
 use crate::metrics::{ClientLabels, Metrics};
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::crypto_service_server::CryptoServiceServer;
 use crate::proto::crypto_streaming_service_server::CryptoStreamingServiceServer;
-use crate::streaming::AdmitAll;
+use crate::streaming::{AllowAll, ClientPolicy};
 use crate::streaming::{StreamingConfig, StreamingHandle, StreamingService};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
 use tracing::info;
 
 /// Everything `serve` needs.
@@ -32,6 +33,25 @@ pub struct ServerConfig {
     pub drain_grace: Duration,
     /// Coin catalog file (`--coins`); `None`: the built-in catalog.
     pub coins: Option<PathBuf>,
+    /// Cluster mode (the control plane); `None`: standalone.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// Cluster mode: the Kubernetes client and the controller's settings.
+#[derive(Clone)]
+pub struct ClusterConfig {
+    /// Client for the API server.
+    pub client: kube::Client,
+    /// Controller settings.
+    pub controller: ControllerConfig,
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("controller", &self.controller)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why the server could not start or failed.
@@ -103,12 +123,16 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         Some(path) => Catalog::load(path)?,
         None => Catalog::builtin()?,
     };
-    let metrics = Arc::new(Metrics::new(ClientLabels::Standalone)?);
-    let handle = StreamingHandle::new(
-        config.streaming.clone(),
-        metrics.clone(),
-        Box::new(AdmitAll),
-    );
+    let (labels, policy, index): (_, Arc<dyn ClientPolicy>, _) = match &config.cluster {
+        Some(_) => {
+            // Nobody is admitted before this replica leads and has synced.
+            let index = Arc::new(ResourceIndex::new(false));
+            (ClientLabels::Cluster, index.clone(), Some(index))
+        }
+        None => (ClientLabels::Standalone, Arc::new(AllowAll), None),
+    };
+    let metrics = Arc::new(Metrics::new(labels)?);
+    let handle = StreamingHandle::new(config.streaming.clone(), metrics.clone(), policy);
     let market = Market::new(catalog, MarketLimits::default(), metrics.registry())?;
     let grpc = TcpListener::bind(config.grpc_addr)
         .await
@@ -143,12 +167,27 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
 
     let ready = Arc::new(Readiness::default());
     ready.set_grpc_serving(true);
+    let controller_stop = CancellationToken::new();
+    let controller = match (&config.cluster, index) {
+        (Some(cluster), Some(index)) => {
+            ready.set_leader(false);
+            ready.set_synced(false);
+            Some(tokio::spawn(controller::run(
+                cluster.client.clone(),
+                handle.clone(),
+                index,
+                cluster.controller.clone(),
+                ready.clone(),
+                controller_stop.clone(),
+            )))
+        }
+        _ => None,
+    };
     let shutdown = CancellationToken::new();
     let grpc_stop = CancellationToken::new();
     let http_router = http::router(metrics.clone(), ready.clone());
 
     let grpc_server = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(health_service)
@@ -156,7 +195,10 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         .add_service(service)
         .add_service(market.service())
         .serve_with_incoming_shutdown(
-            TcpListenerStream::new(grpc),
+            // tonic applies `tcp_nodelay` only to addresses it binds itself;
+            // set it on the accepted sockets here, or small writes wait for
+            // delayed ACKs (~40 ms).
+            TcpIncoming::from(grpc).with_nodelay(Some(true)),
             grpc_stop.clone().cancelled_owned(),
         );
     let http_stop = shutdown.clone();
@@ -189,6 +231,13 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
             handle.shutdown(grace).await;
             // Price streams end (UNAVAILABLE) before the transport stops.
             market.shutdown().await;
+            controller_stop.cancel();
+            if let Some(mut c) = controller
+                && tokio::time::timeout(grace, &mut c).await.is_err()
+            {
+                tracing::warn!("controller still running after the grace period; stopping it");
+                c.abort();
+            }
             grpc_stop.cancel();
             let grpc_res = match tokio::time::timeout(grace, &mut grpc_task).await {
                 Ok(Ok(r)) => r.map_err(ServerError::from),

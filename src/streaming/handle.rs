@@ -17,23 +17,32 @@ use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 use tonic::Status;
 
-/// Decides whether a registering client may open a session (cluster mode:
-/// only clients with a resource) and who it is for metrics labels.
-pub trait Admission: Send + Sync + 'static {
-    /// The client's identity, or the status to refuse it with.
-    fn check(
+/// Who may connect and what operators may send them. Standalone mode
+/// allows everything; cluster mode admits only clients with a resource and
+/// keeps pause, resume and config for the resource to decide.
+pub trait ClientPolicy: Send + Sync + 'static {
+    /// The registering client's identity, or the status to refuse it with.
+    fn admit(
         &self,
         client_id: &str,
         registration: &ClientRegistration,
     ) -> Result<ClientIdentity, Status>;
+
+    /// Whether an operator call (gRPC or admin API) may send a command of
+    /// `kind` to `client_id`; the controller's own commands skip this.
+    fn allow_command(&self, client_id: &str, kind: CommandKind) -> Result<(), Status>;
 }
 
-/// Admits everyone (standalone mode).
-pub struct AdmitAll;
+/// Allows everything (standalone mode).
+pub struct AllowAll;
 
-impl Admission for AdmitAll {
-    fn check(&self, _: &str, _: &ClientRegistration) -> Result<ClientIdentity, Status> {
+impl ClientPolicy for AllowAll {
+    fn admit(&self, _: &str, _: &ClientRegistration) -> Result<ClientIdentity, Status> {
         Ok(ClientIdentity::default())
+    }
+
+    fn allow_command(&self, _: &str, _: CommandKind) -> Result<(), Status> {
+        Ok(())
     }
 }
 
@@ -80,7 +89,7 @@ pub(crate) struct Core {
     pub(crate) registry: Registry,
     pub(crate) bus: EventBus,
     pub(crate) metrics: Arc<Metrics>,
-    pub(crate) admission: Box<dyn Admission>,
+    pub(crate) policy: Arc<dyn ClientPolicy>,
     pub(crate) tasks: TaskTracker,
 }
 
@@ -127,7 +136,7 @@ impl StreamingHandle {
     pub fn new(
         config: StreamingConfig,
         metrics: Arc<Metrics>,
-        admission: Box<dyn Admission>,
+        policy: Arc<dyn ClientPolicy>,
     ) -> Self {
         let bus = EventBus::new(config.event_buffer, metrics.events_lost.clone());
         Self {
@@ -136,7 +145,7 @@ impl StreamingHandle {
                 registry: Registry::new(),
                 bus,
                 metrics,
-                admission,
+                policy,
                 tasks: TaskTracker::new(),
             }),
         }
@@ -201,6 +210,29 @@ impl StreamingHandle {
             Err(EnqueueError::Full) => Err(CommandError::QueueFull(client_id.to_owned())),
             Err(EnqueueError::Closed) => Err(CommandError::NotConnected(client_id.to_owned())),
             Err(EnqueueError::DuplicateId) => Err(CommandError::DuplicateId(command_id)),
+        }
+    }
+
+    /// Like [`StreamingHandle::send`], for operator calls: the policy may
+    /// refuse the command first.
+    pub fn send_checked(
+        &self,
+        client_id: &str,
+        command: ServerCommand,
+        timeout: Option<Duration>,
+    ) -> Result<PendingCommand, Status> {
+        if let Some(c) = &command.command {
+            self.core
+                .policy
+                .allow_command(client_id, CommandKind::of(c))?;
+        }
+        self.send(client_id, command, timeout).map_err(Status::from)
+    }
+
+    /// Ends every session (for example when leadership is lost).
+    pub fn kick_all(&self, why: &str) {
+        for s in self.core.registry.all() {
+            s.end(EndReason::Kicked(why.to_owned()));
         }
     }
 

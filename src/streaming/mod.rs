@@ -22,7 +22,7 @@ mod shared;
 pub use config::StreamingConfig;
 pub use end::EndReason;
 pub use events::{Event, EventKind, EventSubscriber};
-pub use handle::{Admission, AdmitAll, PendingCommand};
+pub use handle::{AllowAll, ClientPolicy, PendingCommand};
 pub use handle::{CommandError, StreamingHandle};
 pub use outbound::OutboundStream;
 pub use pending::AckOutcome;

@@ -75,8 +75,8 @@ impl CryptoStreamingService for StreamingService {
                 .ok_or_else(|| Status::invalid_argument("command is required"))?;
             let pending = self
                 .handle
-                .send(&req.client_id, command, None)
-                .inspect_err(|e| warn!(error = %e, "command refused"))?;
+                .send_checked(&req.client_id, command, None)
+                .inspect_err(|e| warn!(error = %e.message(), "command refused"))?;
             let command_id = pending.command_id.clone();
             tracing::Span::current().record("command_id", command_id.as_str());
             tracing::info!("command queued");
@@ -112,9 +112,12 @@ impl CryptoStreamingService for StreamingService {
             if let Some(d) = call_deadline {
                 timeout = timeout.min(d);
             }
-            let ack = self
+            let pending = self
                 .handle
-                .execute(&req.client_id, command, Some(timeout))
+                .send_checked(&req.client_id, command, Some(timeout))
+                .inspect_err(|e| warn!(error = %e.message(), "command refused"))?;
+            let ack = pending
+                .ack()
                 .await
                 .inspect_err(|e| warn!(error = %e, "command failed"))?;
             Ok(Response::new(ack))

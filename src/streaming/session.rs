@@ -84,7 +84,7 @@ fn accept(
     if core.tasks.is_closed() {
         return Err(Some(Status::unavailable("server shutting down")));
     }
-    let identity = core.admission.check(&msg.client_id, &reg).map_err(Some)?;
+    let identity = core.policy.admit(&msg.client_id, &reg).map_err(Some)?;
     let session = Arc::new(Session::new(
         Arc::from(msg.client_id.as_str()),
         Arc::from(uuid::Uuid::new_v4().to_string().as_str()),

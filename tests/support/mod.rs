@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod fake_kube;
+
+pub mod cluster;
 pub mod process;
 
 use crypto_operator::proto::crypto_streaming_service_client::CryptoStreamingServiceClient;
@@ -20,6 +23,17 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use tonic::{Status, Streaming};
+
+/// Logs to the test output when `CRYPTO_TEST_LOG` holds a filter (for
+/// debugging a failing test; silent otherwise).
+pub fn init_logs() {
+    if let Ok(filter) = std::env::var("CRYPTO_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    }
+}
 
 /// Upper bound for any single wait in a test.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -60,6 +74,7 @@ pub async fn start_on(grpc_addr: std::net::SocketAddr, streaming: StreamingConfi
         streaming,
         drain_grace: Duration::from_secs(2),
         coins: None,
+        cluster: None,
     })
     .await
     .expect("server starts")

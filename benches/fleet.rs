@@ -1,0 +1,62 @@
+//! Fleet benchmark: the real `crypto-operator serve` (its own process)
+//! against a bare tonic baseline (the same service with no logic, its own
+//! process), both driven over loopback by a separate load process, in the
+//! same run. Scenarios:
+//!
+//! 1. connect and register N clients (one HTTP/2 connection and one
+//!    `ConnectClient` stream each): total time, server RSS per idle client
+//!    (/proc VmRSS after connecting minus the empty server's);
+//! 2. command round trip, one at a time, N connected: `ExecuteCommandSync`
+//!    send → ack, and `SendCommandToClient` → the command on the client's
+//!    stream; p50 / p90 / p99 / max;
+//! 3. sustained `ExecuteCommandSync` throughput with K in flight;
+//! 4. ingest: every client sends wallet updates and heartbeats as fast as
+//!    the server takes them; messages/s and server CPU per message;
+//! 5. broadcast: a ping to every client at once, until every ack is in;
+//! 6. cluster mode against the fake API server (tests/support/fake_kube):
+//!    status writes per second while every client heartbeats each second,
+//!    next to the throttle's bound N / `--status-heartbeat-interval`.
+//!
+//! Run: `cargo bench --bench fleet -- --clients 1000,10000` (flags:
+//! `--help`). `cargo test` runs this target without `--bench`: that is the
+//! smoke mode (20 clients, every scenario, a few seconds), which fails when
+//! a scenario produces no figures or a process does not exit cleanly.
+//!
+//! Processes: this binary re-executes itself as `--role baseline-server`
+//! and `--role load`; the real server is the `crypto-operator` binary cargo
+//! built alongside. Results go to stdout as Markdown tables.
+
+#[path = "fleet/args.rs"]
+mod args;
+#[path = "fleet/baseline.rs"]
+mod baseline;
+#[path = "fleet/load.rs"]
+mod load;
+#[path = "fleet/orchestrate.rs"]
+mod orchestrate;
+#[path = "fleet/report.rs"]
+mod report;
+#[path = "fleet/sys.rs"]
+mod sys;
+
+#[allow(dead_code, unused_imports)]
+#[path = "../tests/support/fake_kube/mod.rs"]
+mod fake_kube;
+
+fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let role = argv
+        .iter()
+        .position(|a| a == "--role")
+        .and_then(|i| argv.get(i + 1))
+        .map(String::as_str);
+    match role {
+        Some("baseline-server") => baseline::main(),
+        Some("load") => load::main(&argv),
+        Some(other) => {
+            eprintln!("fleet: unknown role {other}");
+            std::process::exit(2);
+        }
+        None => orchestrate::main(&argv),
+    }
+}

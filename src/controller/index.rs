@@ -1,0 +1,249 @@
+//! Client id -> `CryptoClient` resource, kept from the watch. It is the
+//! cluster-mode [`ClientPolicy`]: a client whose id matches no resource is
+//! refused (PERMISSION_DENIED), only the leader admits clients, and pause,
+//! resume and config of a resource-managed client can only change through
+//! the resource (FAILED_PRECONDITION naming it).
+
+use crate::commands::CommandKind;
+use crate::crd::CryptoClient;
+use crate::metrics::ClientIdentity;
+use crate::proto::ClientRegistration;
+use crate::streaming::ClientPolicy;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::Resource;
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tonic::Status;
+
+/// Where a client's resource is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResourceRef {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// The client id the resource names.
+    pub client_id: String,
+    /// Reference for Kubernetes Events.
+    pub object_ref: ObjectReference,
+}
+
+#[derive(Default)]
+struct Maps {
+    by_client: HashMap<String, ResourceRef>,
+    by_object: HashMap<(String, String), String>,
+}
+
+/// Client id -> resource.
+pub struct ResourceIndex {
+    maps: RwLock<Maps>,
+    admitting: AtomicBool,
+}
+
+/// What changed when a resource was indexed.
+#[derive(Debug, PartialEq)]
+pub enum Indexed {
+    /// New or unchanged mapping.
+    Ok,
+    /// The resource now names another client id; the old one is returned.
+    ClientIdChanged(String),
+    /// Another resource already claims this client id.
+    Conflict(Box<ResourceRef>),
+}
+
+impl ResourceIndex {
+    /// An empty index; `admitting` says whether this replica admits
+    /// clients (it leads and its caches are synced).
+    pub fn new(admitting: bool) -> Self {
+        Self {
+            maps: RwLock::new(Maps::default()),
+            admitting: AtomicBool::new(admitting),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Maps> {
+        self.maps.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Maps> {
+        self.maps.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets whether this replica admits clients: only while it leads and
+    /// its caches are synced (before that every client would look unknown).
+    pub fn set_admitting(&self, admitting: bool) {
+        self.admitting.store(admitting, Ordering::SeqCst);
+    }
+
+    /// The resource of `client_id`.
+    pub fn lookup(&self, client_id: &str) -> Option<ResourceRef> {
+        self.read().by_client.get(client_id).cloned()
+    }
+
+    /// The client id indexed for a resource.
+    pub fn client_of(&self, namespace: &str, name: &str) -> Option<String> {
+        self.read()
+            .by_object
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
+    }
+
+    /// Indexes (or re-indexes) a resource.
+    pub fn upsert(&self, obj: &CryptoClient) -> Indexed {
+        let (Some(ns), Some(name)) = (obj.metadata.namespace.clone(), obj.metadata.name.clone())
+        else {
+            return Indexed::Ok;
+        };
+        let client_id = obj.client_id().to_owned();
+        let mut maps = self.write();
+        if let Some(existing) = maps.by_client.get(&client_id)
+            && (existing.namespace != ns || existing.name != name)
+        {
+            return Indexed::Conflict(Box::new(existing.clone()));
+        }
+        let key = (ns.clone(), name.clone());
+        let previous = maps.by_object.insert(key, client_id.clone());
+        let mut result = Indexed::Ok;
+        if let Some(prev) = previous
+            && prev != client_id
+        {
+            maps.by_client.remove(&prev);
+            result = Indexed::ClientIdChanged(prev);
+        }
+        maps.by_client.insert(
+            client_id.clone(),
+            ResourceRef {
+                namespace: ns,
+                name,
+                client_id,
+                object_ref: obj.object_ref(&()),
+            },
+        );
+        result
+    }
+
+    /// Forgets a resource; returns what it mapped.
+    pub fn remove(&self, namespace: &str, name: &str) -> Option<ResourceRef> {
+        let mut maps = self.write();
+        let client_id = maps
+            .by_object
+            .remove(&(namespace.to_owned(), name.to_owned()))?;
+        maps.by_client.remove(&client_id)
+    }
+
+    /// Every indexed resource in `namespace` (all when `None`).
+    pub fn in_namespace(&self, namespace: Option<&str>) -> Vec<ResourceRef> {
+        self.read()
+            .by_client
+            .values()
+            .filter(|r| namespace.is_none_or(|ns| r.namespace == ns))
+            .cloned()
+            .collect()
+    }
+}
+
+impl ClientPolicy for ResourceIndex {
+    fn admit(&self, client_id: &str, _: &ClientRegistration) -> Result<ClientIdentity, Status> {
+        if !self.admitting.load(Ordering::SeqCst) {
+            return Err(Status::unavailable(
+                "this replica is not the leader or is still syncing; connect through the Service and retry",
+            ));
+        }
+        match self.lookup(client_id) {
+            Some(r) => Ok(ClientIdentity {
+                resource: Some((r.namespace, r.name)),
+            }),
+            None => Err(Status::permission_denied(format!(
+                "no CryptoClient resource has client id {client_id:?}"
+            ))),
+        }
+    }
+
+    fn allow_command(&self, client_id: &str, kind: CommandKind) -> Result<(), Status> {
+        let managed = matches!(
+            kind,
+            CommandKind::Pause | CommandKind::Resume | CommandKind::UpdateConfig
+        );
+        match self.lookup(client_id) {
+            Some(r) if managed => Err(Status::failed_precondition(format!(
+                "client {client_id} is managed by CryptoClient {}/{}: change spec.{} on the resource instead",
+                r.namespace,
+                r.name,
+                if kind == CommandKind::UpdateConfig {
+                    "config"
+                } else {
+                    "paused"
+                }
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::CryptoClientSpec;
+
+    fn cc(ns: &str, name: &str, id: Option<&str>) -> CryptoClient {
+        let mut c = CryptoClient::new(
+            name,
+            CryptoClientSpec {
+                client_id: id.map(str::to_owned),
+                ..Default::default()
+            },
+        );
+        c.metadata.namespace = Some(ns.into());
+        c
+    }
+
+    #[test]
+    fn admits_only_indexed_clients_and_only_as_leader() {
+        let idx = ResourceIndex::new(true);
+        assert_eq!(idx.upsert(&cc("prod", "eth", Some("eth-1"))), Indexed::Ok);
+        let reg = ClientRegistration::default();
+        let id = idx.admit("eth-1", &reg).unwrap();
+        assert_eq!(id.resource, Some(("prod".into(), "eth".into())));
+        assert_eq!(
+            idx.admit("btc-1", &reg).unwrap_err().code(),
+            tonic::Code::PermissionDenied
+        );
+        idx.set_admitting(false);
+        assert_eq!(
+            idx.admit("eth-1", &reg).unwrap_err().code(),
+            tonic::Code::Unavailable
+        );
+    }
+
+    #[test]
+    fn refuses_managed_commands_naming_the_resource() {
+        let idx = ResourceIndex::new(true);
+        idx.upsert(&cc("prod", "eth", None));
+        let err = idx.allow_command("eth", CommandKind::Pause).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+        assert!(err.message().contains("prod/eth"));
+        assert!(idx.allow_command("eth", CommandKind::Ping).is_ok());
+        assert!(idx.allow_command("eth", CommandKind::SyncWallets).is_ok());
+        assert!(idx.allow_command("other", CommandKind::Pause).is_ok());
+    }
+
+    #[test]
+    fn tracks_client_id_changes_conflicts_and_removal() {
+        let idx = ResourceIndex::new(true);
+        idx.upsert(&cc("a", "x", Some("one")));
+        assert_eq!(
+            idx.upsert(&cc("a", "x", Some("two"))),
+            Indexed::ClientIdChanged("one".into())
+        );
+        assert!(idx.lookup("one").is_none());
+        assert!(
+            matches!(idx.upsert(&cc("b", "y", Some("two"))), Indexed::Conflict(r) if r.name == "x")
+        );
+        assert_eq!(
+            idx.remove("a", "x").map(|r| r.client_id),
+            Some("two".into())
+        );
+        assert!(idx.lookup("two").is_none());
+    }
+}

@@ -1,0 +1,51 @@
+//! The Kubernetes control plane: a kube-runtime Controller over
+//! `CryptoClient` resources that turns each resource's spec into commands
+//! for its connected client (through the streaming core's handle only),
+//! tracks the acks, and writes what it observed back to the status.
+//!
+//! - `index`: client id -> resource; the cluster-mode [`ClientPolicy`]
+//!   (admission and resource-managed commands).
+//! - `decide` / `status`: pure decisions (spec + acked state -> commands;
+//!   session + previous status -> new status).
+//! - `runtime`: what the operator remembers per resource between reconciles.
+//! - `reconcile`: one reconcile; `acks`: waiting for command acks.
+//! - `bridge`: streaming-core events -> reconcile triggers and Kubernetes
+//!   Events; `watch`: the lenient watch stream; `leader`: the Lease.
+//!
+//! [`ClientPolicy`]: crate::streaming::ClientPolicy
+
+mod acks;
+mod bridge;
+mod decide;
+mod holder;
+mod index;
+mod leader;
+mod reconcile;
+mod run;
+mod runtime;
+mod status;
+mod watch;
+
+pub use decide::{Action as CommandAction, Desired, decide};
+pub use index::ResourceIndex;
+pub use leader::{LeaderConfig, LeaderState};
+pub use run::{ControllerConfig, run};
+pub use runtime::{ClientRuntime, SyncTracker};
+pub use status::{Observed, SessionView, compute_status, needs_write};
+
+/// The field manager of every write the operator makes.
+pub const FIELD_MANAGER: &str = "crypto-operator";
+
+/// Errors of one reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The Kubernetes API refused or failed a request.
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// The resource has no namespace or name.
+    #[error("resource without namespace or name")]
+    Unnamed,
+    /// Status could not be serialised.
+    #[error("status: {0}")]
+    Serialize(#[from] serde_json::Error),
+}

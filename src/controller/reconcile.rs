@@ -1,0 +1,272 @@
+//! One reconcile of a `CryptoClient`: send the client the difference
+//! between spec and what it acked, reset a completed sync request, and
+//! write the status when (and only when) it changed, through server-side
+//! apply on `/status` with one field manager.
+
+use super::decide::{Action as Cmd, Desired, decide};
+use super::holder::held_session;
+use super::index::ResourceIndex;
+use super::runtime::{Inflight, Key, Runtimes};
+use super::status::{Observed, SessionView, compute_status, needs_write, time};
+use super::{Error, FIELD_MANAGER, acks};
+use crate::commands::{self, CommandKind, config_hash};
+use crate::crd::{CommandState, CryptoClient, LastCommand};
+use crate::proto::ClientType;
+use crate::streaming::{Session, StreamingHandle};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, Recorder};
+use kube::runtime::reflector::ObjectRef;
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
+
+/// Shared by every reconcile.
+pub(crate) struct Ctx {
+    pub(crate) client: kube::Client,
+    pub(crate) handle: StreamingHandle,
+    pub(crate) index: Arc<ResourceIndex>,
+    pub(crate) runtimes: Runtimes,
+    pub(crate) recorder: Recorder,
+    pub(crate) tasks: TaskTracker,
+    pub(crate) triggers: HashMap<Option<String>, mpsc::Sender<ObjectRef<CryptoClient>>>,
+    pub(crate) status_every: Duration,
+    pub(crate) stop: tokio_util::sync::CancellationToken,
+}
+
+impl Ctx {
+    /// Asks the controller watching `obj`'s namespace to reconcile it.
+    pub(crate) async fn trigger(&self, obj: ObjectRef<CryptoClient>) {
+        let tx = self
+            .triggers
+            .get(&obj.namespace)
+            .or_else(|| self.triggers.get(&None));
+        if let Some(tx) = tx {
+            let _ = tx.send(obj).await;
+        }
+    }
+
+    /// Publishes a Kubernetes Event on `client_id`'s resource.
+    pub(crate) async fn publish(&self, client_id: &str, ev: Event) {
+        let Some(r) = self.index.lookup(client_id) else {
+            return;
+        };
+        if let Err(e) = self.recorder.publish(&ev, &r.object_ref).await {
+            warn!(error = %e, reason = %ev.reason, "could not publish event");
+        }
+    }
+}
+
+fn view(s: &Session) -> SessionView {
+    SessionView {
+        id: s.session_id.to_string(),
+        connected_at: s.connected_at,
+        client_name: s.registration.client_name.clone(),
+        client_type: ClientType::try_from(s.registration.client_type)
+            .map(|t| {
+                t.as_str_name()
+                    .trim_start_matches("CLIENT_TYPE_")
+                    .to_owned()
+            })
+            .unwrap_or_default(),
+        version: s.registration.version.clone(),
+        last_heartbeat: s.last_heartbeat(),
+        stale: s.is_stale(),
+    }
+}
+
+/// One reconcile.
+pub(crate) async fn reconcile(obj: Arc<CryptoClient>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_inner(&obj, &ctx).await;
+    let metrics = ctx.handle.metrics();
+    metrics
+        .control
+        .reconciled(result.is_ok(), started.elapsed());
+    if let (Ok(_), Some(ns), Some(name)) = (&result, &obj.metadata.namespace, &obj.metadata.name) {
+        ctx.runtimes
+            .with(&(ns.clone(), name.clone()), |rt| rt.errors = 0);
+    }
+    result
+}
+
+async fn reconcile_inner(obj: &CryptoClient, ctx: &Arc<Ctx>) -> Result<Action, Error> {
+    let (Some(ns), Some(name)) = (obj.metadata.namespace.clone(), obj.metadata.name.clone()) else {
+        return Err(Error::Unnamed);
+    };
+    let key: Key = (ns.clone(), name.clone());
+    let client_id = obj.client_id().to_owned();
+    let generation = obj.metadata.generation.unwrap_or(0);
+    let session = held_session(&ctx.handle, &client_id);
+    let desired_map: HashMap<String, String> = obj
+        .spec
+        .config
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let desired = Desired {
+        paused: obj.spec.paused,
+        config_hash: config_hash(&desired_map),
+        config: obj.spec.config.clone(),
+        sync_requested: obj.spec.sync_requested,
+        generation,
+    };
+
+    // Commands: only to a client this replica holds.
+    if let Some(s) = &session {
+        let plan = ctx.runtimes.with(&key, |rt| {
+            if rt.session_id.as_deref() != Some(&*s.session_id) {
+                rt.new_session(&s.session_id);
+            }
+            decide(&desired, rt, Instant::now())
+        });
+        for action in plan {
+            send(ctx, &key, &client_id, &desired, &desired_map, action);
+        }
+    } else {
+        ctx.handle.metrics().client_down(&ns, &name, &client_id);
+    }
+
+    // A completed sync request is reset in the spec.
+    let reset = ctx.runtimes.with(&key, |rt| rt.sync.reset_pending);
+    if reset {
+        if obj.spec.sync_requested {
+            let api: Api<CryptoClient> = Api::namespaced(ctx.client.clone(), &ns);
+            api.patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"syncRequested": false}})),
+            )
+            .await?;
+        }
+        ctx.runtimes.with(&key, |rt| rt.sync.reset_pending = false);
+    }
+
+    // Status.
+    let now = SystemTime::now();
+    let (new_status, next_sync) = ctx.runtimes.with(&key, |rt| {
+        let seen = Observed {
+            session: session.as_deref().map(view),
+            runtime: rt,
+            desired_config_hash: &desired.config_hash,
+        };
+        (compute_status(obj, &seen, now), rt.sync.not_before)
+    });
+    if needs_write(obj.status.as_ref(), &new_status, ctx.status_every) {
+        let api: Api<CryptoClient> = Api::namespaced(ctx.client.clone(), &ns);
+        let patch = json!({
+            "apiVersion": "crypto.fleet.dev/v1alpha1",
+            "kind": "CryptoClient",
+            "status": serde_json::to_value(&new_status)?,
+        });
+        api.patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(patch),
+        )
+        .await?;
+        ctx.handle.metrics().control.status_written();
+        debug!(namespace = %ns, %name, phase = ?new_status.phase, "status written");
+    }
+
+    let mut requeue = if session.is_some() {
+        ctx.status_every
+    } else {
+        Duration::from_secs(300)
+    };
+    if let Some(t) = next_sync {
+        requeue =
+            requeue.min(t.saturating_duration_since(Instant::now()) + Duration::from_millis(50));
+    }
+    Ok(Action::requeue(requeue))
+}
+
+fn send(
+    ctx: &Arc<Ctx>,
+    key: &Key,
+    client_id: &str,
+    desired: &Desired,
+    desired_map: &HashMap<String, String>,
+    action: Cmd,
+) {
+    let (body, kind) = match &action {
+        Cmd::Pause => (commands::pause("spec.paused is true"), CommandKind::Pause),
+        Cmd::Resume => (commands::resume(), CommandKind::Resume),
+        Cmd::UpdateConfig => (
+            commands::update_config(desired_map.clone()),
+            CommandKind::UpdateConfig,
+        ),
+        Cmd::SyncWallets(_) => (commands::sync_wallets(Vec::new()), CommandKind::SyncWallets),
+    };
+    let mut cmd = commands::new(body);
+    if let Cmd::SyncWallets(_) = action
+        && let Some(id) = ctx.runtimes.with(key, |rt| rt.sync.resend_id.take())
+    {
+        cmd.command_id = id;
+    }
+    let inflight = Inflight {
+        command_id: cmd.command_id.clone(),
+        kind,
+        paused: match action {
+            Cmd::Pause => Some(true),
+            Cmd::Resume => Some(false),
+            _ => None,
+        },
+        config_hash: matches!(action, Cmd::UpdateConfig).then(|| desired.config_hash.clone()),
+        sync_generation: match action {
+            Cmd::SyncWallets(g) => Some(g),
+            _ => None,
+        },
+    };
+    let last = LastCommand {
+        id: cmd.command_id.clone(),
+        type_: kind.as_str().into(),
+        state: CommandState::Sent,
+        sent_at: time(SystemTime::now()),
+        completed_at: None,
+        message: None,
+    };
+    match ctx.handle.send(client_id, cmd, None) {
+        Ok(pending) => {
+            ctx.runtimes.with(key, |rt| {
+                rt.inflight.push(inflight.clone());
+                rt.last_command = Some(last);
+            });
+            acks::track(ctx, key.clone(), client_id.to_owned(), inflight, pending);
+        }
+        Err(e) => {
+            warn!(%client_id, kind = %kind, error = %e, "command not sent");
+            ctx.runtimes.with(key, |rt| {
+                rt.last_command = Some(LastCommand {
+                    state: CommandState::Failed,
+                    completed_at: Some(time(SystemTime::now())),
+                    message: Some(e.to_string()),
+                    ..last
+                });
+            });
+        }
+    }
+}
+
+/// Per-object exponential backoff on errors: 1 s, 2 s, 4 s … capped at 5 min.
+pub(crate) fn error_policy(obj: Arc<CryptoClient>, err: &Error, ctx: Arc<Ctx>) -> Action {
+    let key = (
+        obj.metadata.namespace.clone().unwrap_or_default(),
+        obj.metadata.name.clone().unwrap_or_default(),
+    );
+    let errors = ctx.runtimes.with(&key, |rt| {
+        rt.errors = rt.errors.saturating_add(1);
+        rt.errors
+    });
+    let delay = Duration::from_secs(
+        2u64.saturating_pow(errors.saturating_sub(1).min(20))
+            .min(300),
+    );
+    warn!(namespace = %key.0, name = %key.1, error = %err, retry_in_s = delay.as_secs(), "reconcile failed");
+    Action::requeue(delay)
+}

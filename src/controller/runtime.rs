@@ -1,0 +1,129 @@
+//! What the operator remembers per resource between reconciles: the facts
+//! the client acked in its current session, commands in flight, the last
+//! command, wallet-sync progress and error backoff. In memory only: after a
+//! restart every client reconnects (new session) and is sent the desired
+//! state again.
+
+use crate::commands::CommandKind;
+use crate::crd::LastCommand;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// A command sent and not yet finished.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inflight {
+    /// Its id.
+    pub command_id: String,
+    /// Its kind.
+    pub kind: CommandKind,
+    /// For pause/resume: the pause state it asks for.
+    pub paused: Option<bool>,
+    /// For update_config: the hash it carries.
+    pub config_hash: Option<String>,
+    /// For sync_wallets: the generation whose request it answers.
+    pub sync_generation: Option<i64>,
+}
+
+/// Wallet-sync progress of one resource.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SyncTracker {
+    /// Failed or timed-out attempts for the current request.
+    pub attempts: u32,
+    /// No new attempt before this.
+    pub not_before: Option<Instant>,
+    /// The generation whose request was completed (acked with success).
+    pub done_generation: Option<i64>,
+    /// `spec.syncRequested` must be set back to false.
+    pub reset_pending: bool,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// When the last sync was acked.
+    pub completed_at: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// Command id to reuse when a sync is re-sent after its session ended
+    /// (the SDK then recognises the redelivery and does not sync twice).
+    pub resend_id: Option<String>,
+}
+
+/// Most sync attempts for one request before giving up (a spec change or
+/// toggling `syncRequested` starts a new request).
+pub const MAX_SYNC_ATTEMPTS: u32 = 5;
+
+impl SyncTracker {
+    /// Backoff after `attempts` failures: 2 s, 4 s, 8 s, … capped at 5 min.
+    pub fn backoff(attempts: u32) -> Duration {
+        let secs = 2u64.saturating_pow(attempts.min(20)).min(300);
+        Duration::from_secs(secs)
+    }
+}
+
+/// Per-resource memory.
+#[derive(Debug, Clone, Default)]
+pub struct ClientRuntime {
+    /// The session the acked facts belong to.
+    pub session_id: Option<String>,
+    /// Pause state acked in that session.
+    pub acked_paused: Option<bool>,
+    /// Config hash acked in that session.
+    pub acked_config_hash: Option<String>,
+    /// Commands in flight.
+    pub inflight: Vec<Inflight>,
+    /// The last command sent.
+    pub last_command: Option<LastCommand>,
+    /// The last config command failed with this message.
+    pub config_error: Option<String>,
+    /// Config hash the client refused (or did not ack in time) in this
+    /// session: not re-sent until the spec or the session changes.
+    pub config_refused: Option<String>,
+    /// Pause state the client refused in this session: likewise.
+    pub pause_refused: Option<bool>,
+    /// Wallet sync.
+    pub sync: SyncTracker,
+    /// Consecutive reconcile errors (for backoff).
+    pub errors: u32,
+    /// The session seen by the last reconcile (for connect events).
+    pub seen_session: Option<String>,
+}
+
+impl ClientRuntime {
+    /// Starts a new session: nothing is known to be acked in it.
+    pub fn new_session(&mut self, session_id: &str) {
+        self.session_id = Some(session_id.to_owned());
+        self.acked_paused = None;
+        self.acked_config_hash = None;
+        self.config_refused = None;
+        self.pause_refused = None;
+        self.inflight.clear();
+    }
+
+    /// The in-flight command of `kind`, if any.
+    pub fn inflight_of(&self, kind: CommandKind) -> Option<&Inflight> {
+        self.inflight.iter().find(|i| i.kind == kind)
+    }
+}
+
+/// Key of a resource: (namespace, name).
+pub type Key = (String, String);
+
+/// Every resource's memory.
+#[derive(Default)]
+pub struct Runtimes {
+    map: Mutex<HashMap<Key, ClientRuntime>>,
+}
+
+impl Runtimes {
+    /// Runs `f` on the memory of `key` (created empty if missing).
+    pub fn with<R>(&self, key: &Key, f: impl FnOnce(&mut ClientRuntime) -> R) -> R {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        f(map.entry(key.clone()).or_default())
+    }
+
+    /// Forgets a deleted resource.
+    pub fn remove(&self, key: &Key) {
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+}

@@ -1,0 +1,135 @@
+//! The watch over `CryptoClient` resources, made lenient: objects are read
+//! as `DynamicObject` and converted one by one, so a malformed resource is
+//! logged and skipped instead of failing the whole list and stopping the
+//! watch. The stream also keeps the client index current and acts on
+//! deletions (the client's session ends, its series go). Watch restarts
+//! (410 Gone) and API errors are retried by kube's watcher with backoff.
+
+use super::index::Indexed;
+use super::reconcile::Ctx;
+use crate::crd::{CryptoClient, CryptoClientSpec};
+use futures::{Stream, StreamExt};
+use kube::api::{Api, DynamicObject};
+use kube::runtime::{WatchStreamExt, watcher};
+use std::collections::HashSet;
+use std::sync::Arc;
+use tracing::{info, warn};
+
+fn convert(obj: &DynamicObject) -> Result<CryptoClient, serde_json::Error> {
+    let mut v = serde_json::to_value(obj)?;
+    if let Some(m) = v.as_object_mut() {
+        m.insert("apiVersion".into(), "crypto.fleet.dev/v1alpha1".into());
+        m.insert("kind".into(), "CryptoClient".into());
+        m.entry("spec").or_insert_with(|| serde_json::json!({}));
+    }
+    serde_json::from_value(v)
+}
+
+fn key(obj: &DynamicObject) -> (String, String) {
+    (
+        obj.metadata.namespace.clone().unwrap_or_default(),
+        obj.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+/// A resource gone from the cluster: end its client's session and forget it.
+pub(crate) fn forget(ctx: &Ctx, namespace: &str, name: &str) {
+    if let Some(r) = ctx.index.remove(namespace, name) {
+        info!(client_id = %r.client_id, %namespace, %name, "resource deleted; ending its client's session");
+        ctx.handle
+            .kick(&r.client_id, "CryptoClient resource deleted");
+        ctx.handle
+            .metrics()
+            .forget_client(namespace, name, &r.client_id);
+    }
+    ctx.runtimes
+        .remove(&(namespace.to_owned(), name.to_owned()));
+}
+
+fn index(ctx: &Ctx, obj: &CryptoClient) {
+    match ctx.index.upsert(obj) {
+        Indexed::Ok => {}
+        Indexed::ClientIdChanged(old) => {
+            let (ns, name) = (
+                obj.metadata.namespace.clone().unwrap_or_default(),
+                obj.metadata.name.clone().unwrap_or_default(),
+            );
+            info!(old_client_id = %old, client_id = %obj.client_id(), "spec.clientId changed; ending the old client's session");
+            ctx.handle
+                .kick(&old, "CryptoClient now names another client id");
+            ctx.handle.metrics().forget_client(&ns, &name, &old);
+        }
+        Indexed::Conflict(other) => warn!(
+            client_id = %obj.client_id(),
+            namespace = obj.metadata.namespace.as_deref().unwrap_or(""),
+            name = obj.metadata.name.as_deref().unwrap_or(""),
+            claimed_by = %format!("{}/{}", other.namespace, other.name),
+            "client id already claimed by another CryptoClient; ignoring this one"
+        ),
+    }
+}
+
+/// The typed, lenient event stream for `api`.
+pub(crate) fn events(
+    api: Api<DynamicObject>,
+    ctx: Arc<Ctx>,
+    namespace: Option<String>,
+) -> impl Stream<Item = Result<watcher::Event<CryptoClient>, watcher::Error>> + Send + 'static {
+    let mut relisted: Option<HashSet<(String, String)>> = None;
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .filter_map(move |ev| {
+            let out = match ev {
+                Err(e) => {
+                    warn!(error = %e, "watch error; retrying with backoff");
+                    Some(Err(e))
+                }
+                Ok(watcher::Event::Init) => {
+                    relisted = Some(HashSet::new());
+                    Some(Ok(watcher::Event::Init))
+                }
+                Ok(watcher::Event::InitDone) => {
+                    if let Some(seen) = relisted.take() {
+                        for r in ctx.index.in_namespace(namespace.as_deref()) {
+                            if !seen.contains(&(r.namespace.clone(), r.name.clone())) {
+                                forget(&ctx, &r.namespace, &r.name);
+                            }
+                        }
+                    }
+                    Some(Ok(watcher::Event::InitDone))
+                }
+                Ok(watcher::Event::InitApply(obj)) => {
+                    if let Some(seen) = relisted.as_mut() {
+                        seen.insert(key(&obj));
+                    }
+                    typed(&ctx, &obj).map(|o| Ok(watcher::Event::InitApply(o)))
+                }
+                Ok(watcher::Event::Apply(obj)) => {
+                    typed(&ctx, &obj).map(|o| Ok(watcher::Event::Apply(o)))
+                }
+                Ok(watcher::Event::Delete(obj)) => {
+                    let (ns, name) = key(&obj);
+                    forget(&ctx, &ns, &name);
+                    let mut gone = CryptoClient::new(&name, CryptoClientSpec::default());
+                    gone.metadata = obj.metadata;
+                    Some(Ok(watcher::Event::Delete(gone)))
+                }
+            };
+            futures::future::ready(out)
+        })
+}
+
+fn typed(ctx: &Ctx, obj: &DynamicObject) -> Option<CryptoClient> {
+    match convert(obj) {
+        Ok(o) => {
+            index(ctx, &o);
+            Some(o)
+        }
+        Err(e) => {
+            let (ns, name) = key(obj);
+            warn!(namespace = %ns, %name, error = %e, "malformed CryptoClient skipped");
+            ctx.handle.metrics().control.invalid_resource();
+            None
+        }
+    }
+}

@@ -1,0 +1,659 @@
+//! The control plane against the fake Kubernetes API server
+//! (tests/support/fake_kube, a test double) with real gRPC clients: spec
+//! changes reach clients as commands, acks come back as status, and the
+//! operator survives watch restarts, API errors and malformed resources.
+
+mod support;
+
+use crypto_operator::commands;
+use crypto_operator::controller::{ControllerConfig, LeaderConfig};
+use crypto_operator::proto::{
+    ClientType, ExecuteCommandRequest, Heartbeat, SendCommandRequest, client_message::Payload,
+    server_command::Command,
+};
+use crypto_operator::server::{self, ClusterConfig, Running, ServerConfig};
+use crypto_operator::streaming::StreamingConfig;
+use serde_json::{Value, json};
+use std::time::Duration;
+use support::cluster::{self, cc, connect_converged, expect_command};
+use support::fake_kube::{CRYPTO_GROUP as G, CRYPTO_PLURAL as P, CRYPTO_VERSION as V, FakeKube};
+use support::process::http_get;
+use support::*;
+use tonic::Code;
+
+const NS: &str = "default";
+
+fn now_micro() -> String {
+    k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
+}
+
+fn controller_config(status_every: Duration) -> ControllerConfig {
+    ControllerConfig {
+        namespaces: Vec::new(),
+        status_heartbeat_interval: status_every,
+        leader: None,
+        concurrency: 16,
+    }
+}
+
+async fn start_cluster(
+    fake: &FakeKube,
+    streaming: StreamingConfig,
+    controller: ControllerConfig,
+) -> Running {
+    init_logs();
+    let running = server::start(ServerConfig {
+        grpc_addr: "127.0.0.1:0".parse().unwrap(),
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        streaming,
+        drain_grace: Duration::from_secs(2),
+        coins: None,
+        cluster: Some(ClusterConfig {
+            client: fake.client().await,
+            controller,
+        }),
+    })
+    .await
+    .expect("server starts");
+    wait_ready(&running).await;
+    running
+}
+
+async fn wait_ready(running: &Running) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while running.ready.not_ready().is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not ready: {:?}",
+            running.ready.not_ready()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn patch_spec(fake: &FakeKube, name: &str, spec: Value) {
+    fake.merge_patch(G, V, P, NS, name, json!({"spec": spec}))
+        .expect("patch");
+}
+
+/// Waits until the resource matches `pred`; returns it.
+async fn wait_cc(
+    fake: &FakeKube,
+    name: &str,
+    what: &str,
+    pred: impl FnMut(&Value) -> bool,
+) -> Value {
+    wait_cc_within(fake, name, what, WAIT, pred).await
+}
+
+/// [`wait_cc`] with its own limit (recovery waits include kube's watch
+/// backoff, up to several seconds per failure).
+async fn wait_cc_within(
+    fake: &FakeKube,
+    name: &str,
+    what: &str,
+    limit: Duration,
+    mut pred: impl FnMut(&Value) -> bool,
+) -> Value {
+    fake.wait_map(
+        |st| {
+            st.list(G, V, P, Some(NS))
+                .into_iter()
+                .find(|o| o["metadata"]["name"] == name)
+                .filter(|o| pred(o))
+                .cloned()
+        },
+        limit,
+    )
+    .await
+    .unwrap_or_else(|| panic!("{name}: {what}; now {:?}", fake.get(G, V, P, NS, name)))
+}
+
+#[tokio::test]
+async fn pause_and_resume_reach_the_client_and_come_back_as_status() {
+    let fake = FakeKube::start().await;
+    let running = start_cluster(
+        &fake,
+        calm_config(),
+        controller_config(Duration::from_secs(30)),
+    )
+    .await;
+    cluster::pause_and_resume(&fake, running.grpc_addr).await;
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn config_changes_are_pushed_with_their_hash_and_applied_on_ack() {
+    let fake = FakeKube::start().await;
+    let running = start_cluster(
+        &fake,
+        calm_config(),
+        controller_config(Duration::from_secs(30)),
+    )
+    .await;
+    cluster::config_change(&fake, running.grpc_addr).await;
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_refused_config_is_recorded_with_a_warning_event_and_not_resent() {
+    let fake = FakeKube::start().await;
+    fake.create(cc(NS, "cfg-2", json!({"config": {"mode": "slow"}})))
+        .unwrap();
+    let running = start_cluster(
+        &fake,
+        calm_config(),
+        controller_config(Duration::from_secs(30)),
+    )
+    .await;
+    let mut c = connect_converged(&fake, running.grpc_addr, "cfg-2", "cfg-2").await;
+    patch_spec(&fake, "cfg-2", json!({"config": {"mode": "broken"}}));
+    let cmd = expect_command(&mut c, "update_config").await;
+    c.ack(&cmd.command_id, false).await;
+    let o = wait_cc(&fake, "cfg-2", "config failed", |o| {
+        o["status"]["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "ConfigApplied" && c["reason"] == "ConfigFailed")
+        })
+    })
+    .await;
+    assert_eq!(o["status"]["lastCommand"]["state"], "Failed");
+    assert_eq!(o["status"]["lastCommand"]["message"], "refused");
+    fake.wait_for(
+        |st| st.events().iter().any(|e| e["reason"] == "CommandFailed"),
+        WAIT,
+    )
+    .await
+    .then_some(())
+    .expect("CommandFailed event");
+    // Not re-sent in a loop: the next command is the next spec change.
+    patch_spec(&fake, "cfg-2", json!({"paused": true}));
+    let next = c.command().await;
+    assert!(matches!(next.command, Some(Command::Pause(_))), "{next:?}");
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn sync_requested_sends_exactly_one_sync_and_resets_the_spec() {
+    let fake = FakeKube::start().await;
+    let running = start_cluster(
+        &fake,
+        calm_config(),
+        controller_config(Duration::from_secs(30)),
+    )
+    .await;
+    cluster::sync_once(&fake, running.grpc_addr).await;
+    fake.wait_for(
+        |st| st.events().iter().any(|e| e["reason"] == "SyncCompleted"),
+        WAIT,
+    )
+    .await
+    .then_some(())
+    .expect("SyncCompleted event");
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_offline_client_receives_the_desired_state_when_it_connects() {
+    let fake = FakeKube::start().await;
+    let running = start_cluster(
+        &fake,
+        calm_config(),
+        controller_config(Duration::from_secs(30)),
+    )
+    .await;
+    cluster::offline_then_connect(&fake, running.grpc_addr).await;
+    fake.wait_for(
+        |st| {
+            let reasons: Vec<_> = st
+                .events()
+                .iter()
+                .map(|e| e["reason"].as_str().unwrap_or("").to_string())
+                .collect();
+            reasons.contains(&"ClientConnected".to_string())
+                && reasons.contains(&"ClientDisconnected".to_string())
+        },
+        WAIT,
+    )
+    .await
+    .then_some(())
+    .expect("connect and disconnect events");
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn unknown_clients_are_refused_and_deleting_a_resource_ends_its_session() {
+    let fake = FakeKube::start().await;
+    let running = start_cluster(
+        &fake,
+        calm_config(),
+        controller_config(Duration::from_secs(30)),
+    )
+    .await;
+    cluster::unknown_refused_and_delete_ends_session(&fake, running.grpc_addr).await;
+    running.stop().await.unwrap();
+}
+
+/// Polls `/metrics` until `pred` holds (each poll is one scrape).
+async fn until_metrics(http: std::net::SocketAddr, what: &str, mut pred: impl FnMut(&str) -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, m) = http_get(http, "/metrics").await;
+        if pred(&m) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}:\n{m}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn per_resource_series_carry_resource_labels_and_go_with_the_resource() {
+    let fake = FakeKube::start().await;
+    fake.create(cc(NS, "known", json!({"clientId": "known-1"})))
+        .unwrap();
+    fake.create(cc(NS, "absent", json!({}))).unwrap();
+    let running = start_cluster(
+        &fake,
+        calm_config(),
+        controller_config(Duration::from_secs(30)),
+    )
+    .await;
+    let http = running.http_addr;
+    until_metrics(http, "a resource without a client is down", |m| {
+        m.contains("crypto_client_up{client_id=\"absent\",name=\"absent\",namespace=\"default\"} 0")
+    })
+    .await;
+    let c = connect_converged(&fake, running.grpc_addr, "known", "known-1").await;
+    until_metrics(http, "a connected client is up with its heartbeat", |m| {
+        m.contains("crypto_client_up{client_id=\"known-1\",name=\"known\",namespace=\"default\"} 1")
+            && m.contains("crypto_client_last_heartbeat_timestamp_seconds{client_id=\"known-1\",name=\"known\",namespace=\"default\"}")
+    })
+    .await;
+    drop(c);
+    until_metrics(
+        http,
+        "a disconnected client is down, its heartbeat series gone",
+        |m| {
+            m.contains(
+                "crypto_client_up{client_id=\"known-1\",name=\"known\",namespace=\"default\"} 0",
+            ) && !m.contains("crypto_client_last_heartbeat_timestamp_seconds{client_id=\"known-1\"")
+        },
+    )
+    .await;
+    fake.delete(G, V, P, NS, "known").unwrap();
+    until_metrics(http, "a deleted resource leaves no series", |m| {
+        !m.contains("client_id=\"known-1\"")
+    })
+    .await;
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_sync_is_recorded_and_retried_with_backoff() {
+    let fake = FakeKube::start().await;
+    fake.create(cc(NS, "sync-2", json!({}))).unwrap();
+    let running = start_cluster(
+        &fake,
+        calm_config(),
+        controller_config(Duration::from_secs(30)),
+    )
+    .await;
+    let mut c = connect_converged(&fake, running.grpc_addr, "sync-2", "sync-2").await;
+    patch_spec(&fake, "sync-2", json!({"syncRequested": true}));
+    let first = c.command().await;
+    assert!(matches!(first.command, Some(Command::SyncWallets(_))));
+    let t0 = std::time::Instant::now();
+    c.ack(&first.command_id, false).await;
+    wait_cc(&fake, "sync-2", "SyncRetrying", |o| {
+        o["status"]["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Synced" && c["reason"] == "SyncRetrying")
+        })
+    })
+    .await;
+    let retry = c.command().await;
+    assert!(
+        matches!(retry.command, Some(Command::SyncWallets(_))),
+        "{retry:?}"
+    );
+    assert_ne!(
+        retry.command_id, first.command_id,
+        "a retry is a new command"
+    );
+    assert!(
+        t0.elapsed() >= Duration::from_secs(2),
+        "retried after the 2 s backoff, not at once"
+    );
+    assert_eq!(
+        fake.get(G, V, P, NS, "sync-2").unwrap()["spec"]["syncRequested"],
+        true,
+        "still requested"
+    );
+    c.ack(&retry.command_id, true).await;
+    wait_cc(&fake, "sync-2", "reset", |o| {
+        o["spec"]["syncRequested"] == false
+    })
+    .await;
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn operators_cannot_pause_or_configure_a_managed_client_but_can_ping_and_sync() {
+    let fake = FakeKube::start().await;
+    fake.create(cc(NS, "managed", json!({}))).unwrap();
+    let running = start_cluster(
+        &fake,
+        calm_config(),
+        controller_config(Duration::from_secs(30)),
+    )
+    .await;
+    let mut c = connect_converged(&fake, running.grpc_addr, "managed", "managed").await;
+    let mut op = operator(running.grpc_addr).await;
+    for body in [
+        commands::pause("x"),
+        commands::resume(),
+        commands::update_config(Default::default()),
+    ] {
+        let err = op
+            .send_command_to_client(SendCommandRequest {
+                client_id: "managed".into(),
+                command: Some(commands::new(body)),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition);
+        assert!(
+            err.message().contains("CryptoClient default/managed"),
+            "{}",
+            err.message()
+        );
+    }
+    for body in [commands::ping(), commands::sync_wallets(vec![])] {
+        let call = {
+            let mut op = op.clone();
+            tokio::spawn(async move {
+                op.execute_command_sync(ExecuteCommandRequest {
+                    client_id: "managed".into(),
+                    command: Some(commands::new(body)),
+                    timeout_ms: 5_000,
+                })
+                .await
+            })
+        };
+        let cmd = c.command().await;
+        c.ack(&cmd.command_id, true).await;
+        assert!(call.await.unwrap().unwrap().into_inner().success);
+    }
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn stale_heartbeats_show_as_phase_stale_at_once() {
+    let fake = FakeKube::start().await;
+    fake.create(cc(NS, "quiet", json!({}))).unwrap();
+    let streaming = StreamingConfig {
+        stale_after: Duration::from_millis(1500),
+        dead_after: Duration::from_secs(60),
+        ..fast_config()
+    };
+    let running = start_cluster(&fake, streaming, controller_config(Duration::from_secs(30))).await;
+    let c = connect_converged(&fake, running.grpc_addr, "quiet", "quiet").await;
+    let o = wait_cc(&fake, "quiet", "Stale", |o| o["status"]["phase"] == "Stale").await;
+    let healthy = o["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Healthy")
+        .unwrap();
+    assert_eq!(healthy["status"], "False");
+    c.send(Payload::Heartbeat(Heartbeat { sequence: 1 })).await;
+    wait_cc(&fake, "quiet", "fresh again", |o| {
+        o["status"]["phase"] == "Connected"
+    })
+    .await;
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_controller_survives_410_gone_api_errors_and_malformed_resources() {
+    let fake = FakeKube::start().await;
+    fake.create(cc(NS, "bad", json!({"paused": "definitely"})))
+        .unwrap();
+    fake.create(cc(NS, "good-1", json!({}))).unwrap();
+    let running = start_cluster(
+        &fake,
+        calm_config(),
+        controller_config(Duration::from_secs(30)),
+    )
+    .await;
+    wait_cc(
+        &fake,
+        "good-1",
+        "reconciled despite a malformed neighbour",
+        |o| o["status"]["phase"] == "Pending",
+    )
+    .await;
+    let (_, metrics) = http_get(running.http_addr, "/metrics").await;
+    assert!(
+        metrics.contains("crypto_resources_invalid_total 1"),
+        "{metrics}"
+    );
+
+    fake.force_gone();
+    fake.create(cc(NS, "good-2", json!({}))).unwrap();
+    wait_cc_within(
+        &fake,
+        "good-2",
+        "seen after 410",
+        Duration::from_secs(60),
+        |o| o["status"]["phase"] == "Pending",
+    )
+    .await;
+
+    fake.drop_watches();
+    fake.fail_next(3, 500);
+    fake.create(cc(NS, "good-3", json!({}))).unwrap();
+    wait_cc_within(
+        &fake,
+        "good-3",
+        "seen after errors and dropped watches",
+        Duration::from_secs(60),
+        |o| o["status"]["phase"] == "Pending",
+    )
+    .await;
+    // A sync request made while the API was failing is not lost.
+    fake.fail_next(2, 500);
+    patch_spec(&fake, "good-3", json!({"syncRequested": true}));
+    let mut c = RawClient::connect(running.grpc_addr, "good-3").await;
+    let cmd = expect_command(&mut c, "sync_wallets").await;
+    c.ack(&cmd.command_id, true).await;
+    wait_cc_within(&fake, "good-3", "sync done", Duration::from_secs(60), |o| {
+        o["spec"]["syncRequested"] == false
+    })
+    .await;
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn status_writes_stay_within_the_heartbeat_throttle() {
+    const CLIENTS: usize = 100;
+    let fake = FakeKube::start().await;
+    for i in 0..CLIENTS {
+        fake.create(cc(NS, &format!("hb-{i}"), json!({}))).unwrap();
+    }
+    let streaming = StreamingConfig {
+        heartbeat_interval: Duration::from_secs(1),
+        ..calm_config()
+    };
+    let every = Duration::from_secs(5);
+    let running = start_cluster(&fake, streaming, controller_config(every)).await;
+    let mut clients = Vec::new();
+    for i in 0..CLIENTS {
+        clients.push(
+            connect_converged(
+                &fake,
+                running.grpc_addr,
+                &format!("hb-{i}"),
+                &format!("hb-{i}"),
+            )
+            .await,
+        );
+    }
+    fake.clear_log();
+    let started = std::time::Instant::now();
+    // Every client heartbeats once a second for 30 s.
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    for seq in 0..30u64 {
+        tick.tick().await;
+        for c in &clients {
+            c.send(Payload::Heartbeat(Heartbeat { sequence: seq }))
+                .await;
+        }
+    }
+    let elapsed = started.elapsed();
+    let writes = fake.count(|r| r.method == "PATCH" && r.is_status());
+    // At most one heartbeat write per client per interval (+1 for the
+    // window edges); 3,000 heartbeats arrived.
+    let allowed = CLIENTS * (elapsed.as_secs() as usize / every.as_secs() as usize + 2);
+    assert!(
+        writes <= allowed,
+        "{writes} status writes > {allowed} allowed"
+    );
+    assert!(writes >= CLIENTS, "heartbeats are written at all: {writes}");
+    let (_, metrics) = http_get(running.http_addr, "/metrics").await;
+    assert!(metrics.contains("crypto_status_writes_total"));
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn with_leader_election_only_the_leader_admits_clients_and_a_new_leader_takes_over() {
+    let fake = FakeKube::start().await;
+    fake.create(cc(NS, "ha-1", json!({}))).unwrap();
+    let leader = |id: &str| ControllerConfig {
+        leader: Some(LeaderConfig {
+            namespace: NS.into(),
+            name: "crypto-operator".into(),
+            identity: id.into(),
+            lease_duration: Duration::from_secs(2),
+        }),
+        ..controller_config(Duration::from_secs(30))
+    };
+    let a = start_cluster(&fake, calm_config(), leader("replica-a")).await;
+    let lease = fake
+        .get("coordination.k8s.io", "v1", "leases", NS, "crypto-operator")
+        .expect("lease created");
+    assert_eq!(lease["spec"]["holderIdentity"], "replica-a");
+    // The second replica starts, is not ready and refuses clients.
+    let b = server::start(ServerConfig {
+        grpc_addr: "127.0.0.1:0".parse().unwrap(),
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        streaming: calm_config(),
+        drain_grace: Duration::from_secs(2),
+        coins: None,
+        cluster: Some(ClusterConfig {
+            client: fake.client().await,
+            controller: leader("replica-b"),
+        }),
+    })
+    .await
+    .unwrap();
+    let (code, _) = http_get(b.http_addr, "/readyz").await;
+    assert_eq!(code, 503);
+    let (_tx, mut inbound) =
+        open(b.grpc_addr, msg("ha-1", register(ClientType::WalletSyncer))).await;
+    assert_eq!(end_status(&mut inbound).await.code(), Code::Unavailable);
+    let mut c = connect_converged(&fake, a.grpc_addr, "ha-1", "ha-1").await;
+
+    // Leader change: A stops (and releases the lease); B takes over, and
+    // the client reconnects to B.
+    a.stop().await.unwrap();
+    assert_eq!(
+        c.end_status().await.code(),
+        Code::Ok,
+        "A drained its sessions"
+    );
+    wait_ready(&b).await;
+    let lease = fake
+        .get("coordination.k8s.io", "v1", "leases", NS, "crypto-operator")
+        .unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "replica-b");
+    let mut c = connect_converged(&fake, b.grpc_addr, "ha-1", "ha-1").await;
+
+    // B loses the lease (another holder renews it): it stops reconciling at
+    // once, ends its sessions and is no longer ready.
+    fake.merge_patch("coordination.k8s.io", "v1", "leases", NS, "crypto-operator", json!({"spec": {"holderIdentity": "intruder", "renewTime": now_micro(), "leaseDurationSeconds": 3600}})).unwrap();
+    let status = c.end_status().await;
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("leadership"), "{status:?}");
+    let (code, _) = http_get(b.http_addr, "/readyz").await;
+    assert_eq!(code, 503, "a replica without the lease is not ready");
+    let (_tx, mut inbound) =
+        open(b.grpc_addr, msg("ha-1", register(ClientType::WalletSyncer))).await;
+    assert_eq!(end_status(&mut inbound).await.code(), Code::Unavailable);
+    b.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn serve_finds_the_cluster_through_kubeconfig() {
+    let fake = FakeKube::start().await;
+    fake.create(cc(NS, "bin-1", json!({"paused": true})))
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("crypto-kube-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = fake.write_kubeconfig(&dir);
+    let mut child = tokio::process::Command::new(support::process::BIN)
+        .args([
+            "serve",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("CRYPTO_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = tokio::time::timeout(WAIT, async {
+        loop {
+            let l = lines.next_line().await.unwrap().expect("serving line");
+            if l.contains("serving") {
+                return l;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let grpc = support::process::log_addr(&line, "grpc_addr");
+    let http = support::process::log_addr(&line, "http_addr");
+    // Like a Service, send the client only once the pod is ready.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while http_get(http, "/readyz").await.0 != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut c = RawClient::connect(grpc, "bin-1").await;
+    let mut kinds = Vec::new();
+    for _ in 0..2 {
+        let cmd = c.command().await;
+        kinds.push(commands::CommandKind::of(cmd.command.as_ref().unwrap()).as_str());
+        c.ack(&cmd.command_id, true).await;
+    }
+    kinds.sort();
+    assert_eq!(kinds, ["pause", "update_config"]);
+    wait_cc(&fake, "bin-1", "Paused via the binary", |o| {
+        o["status"]["phase"] == "Paused"
+    })
+    .await;
+    child.kill().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
