@@ -371,8 +371,7 @@ async fn ours(a: &Args, rate: u64) -> Outcome {
             ..StreamingConfig::default()
         },
         drain_grace: Duration::from_secs(2),
-        coins: None,
-        cluster: None,
+        ..ServerConfig::default()
     })
     .await
     .expect("server starts");

@@ -3,9 +3,14 @@
 //!
 //! Direction of use: `cli -> server -> {http, metrics} -> streaming -> {handlers,
 //! commands} -> proto`, and `server -> market -> streaming` (market data fed
-//! from the core's event bus). The streaming core knows nothing of Kubernetes; other
-//! components reach connected clients only through [`streaming::StreamingHandle`].
+//! from the core's event bus), `server -> {api, centrifugo} -> streaming` (the
+//! admin REST API; real-time publishing fed from the event bus). The
+//! streaming core knows nothing of Kubernetes; other components reach
+//! connected clients only through [`streaming::StreamingHandle`].
 
+pub mod api;
+pub mod auth;
+pub mod centrifugo;
 pub mod cli;
 pub mod client;
 pub mod commands;
@@ -19,3 +24,4 @@ pub mod proto;
 pub mod server;
 pub mod streaming;
 pub mod time;
+pub mod tls;

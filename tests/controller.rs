@@ -49,6 +49,7 @@ async fn start_cluster(
         http_addr: "127.0.0.1:0".parse().unwrap(),
         streaming,
         drain_grace: Duration::from_secs(2),
+        security: Default::default(),
         coins: None,
         cluster: Some(ClusterConfig {
             client: fake.client().await,
@@ -552,6 +553,7 @@ async fn with_leader_election_only_the_leader_admits_clients_and_a_new_leader_ta
         http_addr: "127.0.0.1:0".parse().unwrap(),
         streaming: calm_config(),
         drain_grace: Duration::from_secs(2),
+        security: Default::default(),
         coins: None,
         cluster: Some(ClusterConfig {
             client: fake.client().await,
@@ -599,8 +601,10 @@ async fn with_leader_election_only_the_leader_admits_clients_and_a_new_leader_ta
 #[tokio::test]
 async fn serve_finds_the_cluster_through_kubeconfig() {
     let fake = FakeKube::start().await;
-    fake.create(cc(NS, "bin-1", json!({"paused": true})))
-        .unwrap();
+    // Cluster mode requires client tokens by default: the resource names a
+    // Secret holding this client's token.
+    fake.create(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "bin-1-token", "namespace": NS}, "data": {"token": "YmluLTEtdG9rZW4tMDEyMzQ1"}})).unwrap();
+    fake.create(cc(NS, "bin-1", json!({"paused": true, "auth": {"tokenSecretRef": {"name": "bin-1-token", "key": "token"}}}))).unwrap();
     let dir = std::env::temp_dir().join(format!("crypto-kube-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let kubeconfig = fake.write_kubeconfig(&dir);
@@ -641,7 +645,13 @@ async fn serve_finds_the_cluster_through_kubeconfig() {
         assert!(tokio::time::Instant::now() < deadline, "never ready");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut c = RawClient::connect(grpc, "bin-1").await;
+    let (_tx, mut inbound) = open(grpc, msg("bin-1", register(ClientType::WalletSyncer))).await;
+    assert_eq!(
+        end_status(&mut inbound).await.code(),
+        Code::Unauthenticated,
+        "no token in cluster mode"
+    );
+    let mut c = RawClient::connect_with_token(grpc, "bin-1", "bin-1-token-012345").await;
     let mut kinds = Vec::new();
     for _ in 0..2 {
         let cmd = c.command().await;
@@ -656,4 +666,92 @@ async fn serve_finds_the_cluster_through_kubeconfig() {
     .await;
     child.kill().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An SDK client that remembers the pause state it was told.
+#[derive(Clone, Default)]
+struct PauseState(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl crypto_operator::client::CommandHandler for PauseState {
+    async fn handle(
+        &mut self,
+        command: crypto_operator::client::Command,
+    ) -> crypto_operator::client::CommandResult {
+        use crypto_operator::client::Command as C;
+        match command {
+            C::Pause { .. } => self.0.store(true, std::sync::atomic::Ordering::SeqCst),
+            C::Resume => self.0.store(false, std::sync::atomic::Ordering::SeqCst),
+            _ => {}
+        }
+        Ok(Default::default())
+    }
+}
+
+#[tokio::test]
+async fn after_a_server_restart_with_spec_changes_every_client_reconnects_and_converges() {
+    const N: usize = 10;
+    let fake = FakeKube::start().await;
+    for i in 0..N {
+        fake.create(cc(NS, &format!("r-{i}"), json!({}))).unwrap();
+    }
+    let running = start_cluster(
+        &fake,
+        calm_config(),
+        controller_config(Duration::from_secs(30)),
+    )
+    .await;
+    let grpc = running.grpc_addr;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut states = Vec::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..N {
+        let cfg = crypto_operator::client::ClientConfig::new(url(grpc), format!("r-{i}"))
+            .backoff(Duration::from_millis(50), Duration::from_millis(300));
+        let (client, _sender) = crypto_operator::client::new(cfg);
+        let state = PauseState::default();
+        states.push(state.clone());
+        tasks.spawn(client.run(state, stop.clone()));
+    }
+    for i in 0..N {
+        wait_cc(&fake, &format!("r-{i}"), "connected", |o| {
+            o["status"]["phase"] == "Connected" && o["status"]["paused"] == false
+        })
+        .await;
+    }
+    // The server goes away; meanwhile every spec changes.
+    running.stop().await.unwrap();
+    for i in 0..N {
+        patch_spec(&fake, &format!("r-{i}"), json!({"paused": true}));
+    }
+    let again = server::start(ServerConfig {
+        grpc_addr: grpc,
+        streaming: calm_config(),
+        drain_grace: Duration::from_secs(2),
+        cluster: Some(ClusterConfig {
+            client: fake.client().await,
+            controller: controller_config(Duration::from_secs(30)),
+        }),
+        ..ServerConfig::default()
+    })
+    .await
+    .expect("restarts on the same port");
+    for i in 0..N {
+        wait_cc_within(
+            &fake,
+            &format!("r-{i}"),
+            "reconnected and paused",
+            Duration::from_secs(30),
+            |o| o["status"]["phase"] == "Paused",
+        )
+        .await;
+    }
+    assert!(
+        states
+            .iter()
+            .all(|s| s.0.load(std::sync::atomic::Ordering::SeqCst)),
+        "every client paused"
+    );
+    stop.cancel();
+    while tasks.join_next().await.is_some() {}
+    again.stop().await.unwrap();
 }

@@ -74,6 +74,7 @@ impl RealCluster {
             http_addr: "127.0.0.1:0".parse().unwrap(),
             streaming: calm_config(),
             drain_grace: Duration::from_secs(2),
+            security: Default::default(),
             coins: None,
             cluster: Some(ClusterConfig {
                 client: self.client.clone(),

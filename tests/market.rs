@@ -566,7 +566,7 @@ async fn start_with_coins(path: PathBuf) -> Result<Running, server::ServerError>
         streaming: calm_config(),
         drain_grace: Duration::from_secs(2),
         coins: Some(path),
-        cluster: None,
+        ..ServerConfig::default()
     })
     .await
 }

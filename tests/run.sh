@@ -23,6 +23,8 @@ command -v cargo >/dev/null 2>&1 || { echo "error: cargo not found; install the 
 # Many loopback connections in the fleet tests.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
+# Property tests ("fuzzing") run a bounded number of cases.
+export PROPTEST_CASES="${PROPTEST_CASES:-1000}"
 cargo test --locked --all-targets
 cargo test --locked --doc
 bash tests/alerts/run.sh

@@ -90,6 +90,8 @@ pub struct Args {
     pub only_ours: bool,
     /// The `crypto-operator` binary (default: the one cargo built).
     pub server_bin: Option<PathBuf>,
+    /// Another `crypto-operator` build run alongside (before/after).
+    pub candidate: Option<PathBuf>,
     /// Extra flags for `crypto-operator serve`.
     pub server_flags: Vec<String>,
 }
@@ -98,7 +100,8 @@ pub const USAGE: &str = "\
 usage: cargo bench --bench fleet -- [--clients N[,N…]] [--scenario all|connect|rtt|throughput|ingest|broadcast|status[,…]]
          [--duration 5s] [--samples 2000] [--in-flight 1,64,256] [--status-interval 5s] [--status-window 20s]
          [--settle 1s] [--connect-concurrency 128] [--repeat 1] [--server-log info] [--server-flag FLAG]… [--only-ours]
-         [--server-bin PATH] [--smoke]
+         [--server-bin PATH] [--candidate PATH] [--smoke]
+--candidate runs a second crypto-operator build in the same rotation (before/after a change).
 Without --bench on the command line (cargo test runs benches that way) it runs the smoke mode.";
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -133,6 +136,7 @@ impl Args {
             repeat: 1,
             only_ours: false,
             server_bin: None,
+            candidate: None,
             server_flags: Vec::new(),
         }
     }
@@ -177,6 +181,7 @@ impl Args {
                 "--server-log" => a.server_log = value()?.clone(),
                 "--server-flag" => a.server_flags.push(value()?.clone()),
                 "--server-bin" => a.server_bin = Some(PathBuf::from(value()?)),
+                "--candidate" => a.candidate = Some(PathBuf::from(value()?)),
                 "--repeat" => a.repeat = list(value()?)?[0].max(1),
                 "--only-ours" => a.only_ours = true,
                 "--smoke" | "--bench" => {}

@@ -21,6 +21,8 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 enum Kind {
     Baseline,
     Ours,
+    /// `--candidate`: another build of the operator.
+    Candidate,
 }
 
 impl Kind {
@@ -28,6 +30,7 @@ impl Kind {
         match self {
             Kind::Baseline => "baseline",
             Kind::Ours => "ours",
+            Kind::Candidate => "candidate",
         }
     }
 }
@@ -213,6 +216,12 @@ impl Load {
     }
 }
 
+/// The operator's log filter: the user's, plus what the harness needs (the
+/// "serving" line with the bound addresses).
+fn server_log(args: &Args) -> String {
+    format!("{},crypto_operator::server=info", args.server_log)
+}
+
 fn load_config(args: &Args, server: &Server, n: usize) -> LoadConfig {
     let s = args.scenarios;
     LoadConfig {
@@ -249,8 +258,12 @@ async fn standalone(kind: Kind, n: usize, args: &Args, dir: &Path) -> Result<Loa
             c.args(["--role", "baseline-server"]);
             c
         }
-        Kind::Ours => {
-            let mut c = Command::new(server_bin(args)?);
+        Kind::Ours | Kind::Candidate => {
+            let bin = match (kind, &args.candidate) {
+                (Kind::Candidate, Some(c)) => c.clone(),
+                _ => server_bin(args)?,
+            };
+            let mut c = Command::new(bin);
             c.args([
                 "serve",
                 "--standalone",
@@ -267,8 +280,14 @@ async fn standalone(kind: Kind, n: usize, args: &Args, dir: &Path) -> Result<Loa
                 "5s",
             ])
             .args(&args.server_flags)
-            .env("CRYPTO_LOG", &args.server_log)
+            .env("CRYPTO_LOG", server_log(args))
             .env("CRYPTO_LOG_FORMAT", "text")
+            // Ingest sends as fast as the server takes it: the per-client
+            // rate limit (1,000/s by default) is raised, not removed, so its
+            // check is still measured. Env, not flags: builds without them
+            // still run.
+            .env("CRYPTO_MAX_MESSAGES_PER_SECOND", "100000000")
+            .env("CRYPTO_MESSAGE_BURST", "100000000")
             .env_remove("KUBECONFIG");
             c
         }
@@ -348,7 +367,10 @@ async fn status(n: usize, args: &Args, dir: &Path) -> Result<StatusResult, Strin
     .arg(format!("{}ms", args.status_interval.as_millis()))
     .args(&args.server_flags)
     .env("KUBECONFIG", &kubeconfig)
-    .env("CRYPTO_LOG", &args.server_log)
+    // Client tokens (Secrets named by each resource) are not what this
+    // scenario measures; env, not a flag, so builds without it still run.
+    .env("CRYPTO_REQUIRE_CLIENT_AUTH", "false")
+    .env("CRYPTO_LOG", server_log(args))
     .env("CRYPTO_LOG_FORMAT", "text");
     eprintln!("[fleet] {name}: starting");
     let server = start(cmd, name.clone(), dir.join(format!("cluster-{n}.log"))).await?;
@@ -501,23 +523,30 @@ fn problems(who: &str, n: usize, args: &Args, r: &LoadReport) -> Vec<String> {
 
 /// One line of key figures of one run (for repeated runs).
 fn summary(who: &str, r: &LoadReport) {
-    let lat = |l: &Option<super::report::Latency>| l.as_ref().map_or(0.0, |l| l.p50_us / 1e3);
-    let tput: Vec<String> = r
-        .throughput
-        .iter()
-        .map(|t| format!("K{} {:.0}/s", t.k, t.per_sec))
-        .collect();
-    println!(
-        "- {who}: connect {:.0} ms, RSS/client {:.1} KiB, rtt p50 {:.3} ms, {}, ingest {:.0}/s \
-         ({:.2} µs CPU/msg), broadcast {:.0} ms",
-        r.connect_ms,
-        r.rss_per_client_kib,
-        lat(&r.rtt_sync),
-        tput.join(" "),
-        r.ingest.as_ref().map_or(0.0, |i| i.per_sec),
-        r.ingest.as_ref().map_or(0.0, |i| i.server_cpu_us_per_msg),
-        r.broadcast.as_ref().map_or(0.0, |b| b.total_ms),
-    );
+    let mut parts = vec![
+        format!("connect {:.0} ms", r.connect_ms),
+        format!("RSS/client {:.1} KiB", r.rss_per_client_kib),
+    ];
+    if let Some(l) = &r.rtt_sync {
+        parts.push(format!(
+            "rtt p50 {:.3} ms p99 {:.3} ms",
+            l.p50_us / 1e3,
+            l.p99_us / 1e3
+        ));
+    }
+    for t in &r.throughput {
+        parts.push(format!("K{} {:.0}/s", t.k, t.per_sec));
+    }
+    if let Some(i) = &r.ingest {
+        parts.push(format!(
+            "ingest {:.0}/s ({:.2} µs CPU/msg)",
+            i.per_sec, i.server_cpu_us_per_msg
+        ));
+    }
+    if let Some(b) = &r.broadcast {
+        parts.push(format!("broadcast {:.0} ms", b.total_ms));
+    }
+    println!("- {who}: {}", parts.join(", "));
 }
 
 fn loadavg() -> String {
@@ -571,22 +600,26 @@ async fn run(args: Args) -> Result<Vec<String>, String> {
         server_bin(&args)?.display(),
         args.server_log
     );
+    if let Some(c) = &args.candidate {
+        println!("- candidate: {}", c.display());
+    }
     println!();
     let dir = std::env::temp_dir().join(format!("crypto-fleet-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let mut issues = Vec::new();
     for &n in &args.clients {
         if args.scenarios.standalone() {
-            let (mut all_ours, mut all_base) = (Vec::new(), Vec::new());
+            let (mut all_ours, mut all_base, mut all_cand) = (Vec::new(), Vec::new(), Vec::new());
             for rep in 0..args.repeat {
                 // Alternate which server goes first, against drift.
-                let order = if rep % 2 == 0 {
-                    [Kind::Baseline, Kind::Ours]
-                } else {
-                    [Kind::Ours, Kind::Baseline]
-                };
+                let mut order = vec![Kind::Baseline, Kind::Ours, Kind::Candidate];
+                if rep % 2 == 1 {
+                    order.reverse();
+                }
                 for kind in order {
-                    if kind == Kind::Baseline && args.only_ours {
+                    if (kind == Kind::Baseline && args.only_ours)
+                        || (kind == Kind::Candidate && args.candidate.is_none())
+                    {
                         continue;
                     }
                     let r = standalone(kind, n, &args, &dir).await?;
@@ -597,6 +630,7 @@ async fn run(args: Args) -> Result<Vec<String>, String> {
                     match kind {
                         Kind::Ours => all_ours.push(r),
                         Kind::Baseline => all_base.push(r),
+                        Kind::Candidate => all_cand.push(r),
                     }
                 }
             }
@@ -615,9 +649,14 @@ async fn run(args: Args) -> Result<Vec<String>, String> {
                 }
             );
             println!();
-            report::print(&report::rows(n, &ours, &base));
+            let cand =
+                (!all_cand.is_empty()).then(|| report::rows(n, &report::median(&all_cand), &base));
+            report::print_with(&report::rows(n, &ours, &base), cand.as_deref());
             println!();
             details("ours", &ours);
+            if !all_cand.is_empty() {
+                details("candidate", &report::median(&all_cand));
+            }
             if !args.only_ours {
                 details("baseline", &base);
             }
@@ -642,7 +681,11 @@ async fn run(args: Args) -> Result<Vec<String>, String> {
         println!();
     }
     println!("- load average at the end: {}", loadavg());
-    let _ = std::fs::remove_dir_all(&dir);
+    if issues.is_empty() {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        eprintln!("[fleet] server logs kept in {}", dir.display());
+    }
     Ok(issues)
 }
 

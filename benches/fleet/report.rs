@@ -451,6 +451,34 @@ pub fn status_row(s: &StatusResult) -> Row {
     }
 }
 
+/// Prints rows as a Markdown table; with `candidate` (rows of another
+/// build of the operator against the same baseline) in extra columns.
+pub fn print_with(rows: &[Row], candidate: Option<&[Row]>) {
+    let Some(cand) = candidate else {
+        return print(rows);
+    };
+    let met = |m: Option<bool>| match m {
+        Some(true) => "yes",
+        Some(false) => "**no**",
+        None => "",
+    };
+    println!(
+        "| scenario | metric | ours | candidate | baseline | ours / baseline | candidate / baseline | target | met? (ours / candidate) |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---|---|");
+    for (r, c) in rows.iter().zip(cand) {
+        let m = if r.met.is_some() {
+            format!("{} / {}", met(r.met), met(c.met))
+        } else {
+            String::new()
+        };
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.scenario, r.metric, r.ours, c.ours, r.baseline, r.ratio, c.ratio, r.target, m
+        );
+    }
+}
+
 /// Prints rows as a Markdown table.
 pub fn print(rows: &[Row]) {
     println!("| scenario | metric | ours | baseline | ours / baseline | target | met? |");

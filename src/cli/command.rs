@@ -45,6 +45,9 @@ pub struct CommandArgs {
     /// The operator's gRPC address.
     #[arg(long, env = "CRYPTO_SERVER", default_value = "http://127.0.0.1:50051")]
     pub server: String,
+    /// The operator token, when the server requires one.
+    #[arg(long, env = "CRYPTO_OPERATOR_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// Flags of `clients`.
@@ -56,6 +59,9 @@ pub struct ClientsArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// The operator token, when the server requires one.
+    #[arg(long, env = "CRYPTO_OPERATOR_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 fn body(verb: Verb, args: &[String]) -> Result<Command, String> {
@@ -96,7 +102,30 @@ fn body(verb: Verb, args: &[String]) -> Result<Command, String> {
     })
 }
 
-async fn connect(server: &str) -> Result<CryptoStreamingServiceClient<Channel>, String> {
+/// Adds `authorization: Bearer <token>` to every call.
+#[derive(Clone)]
+struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+type Client =
+    CryptoStreamingServiceClient<tonic::service::interceptor::InterceptedService<Channel, Bearer>>;
+
+async fn connect(server: &str, token: Option<&str>) -> Result<Client, String> {
+    let bearer = token
+        .map(|t| {
+            format!("Bearer {t}")
+                .parse()
+                .map_err(|_| "the token is not valid ASCII".to_string())
+        })
+        .transpose()?;
     let endpoint = Channel::from_shared(server.to_owned())
         .map_err(|e| format!("bad server address {server:?}: {e}"))?
         .connect_timeout(Duration::from_secs(5));
@@ -104,7 +133,10 @@ async fn connect(server: &str) -> Result<CryptoStreamingServiceClient<Channel>, 
         .connect()
         .await
         .map_err(|e| format!("cannot connect to {server}: {e}"))?;
-    Ok(CryptoStreamingServiceClient::new(channel))
+    Ok(CryptoStreamingServiceClient::with_interceptor(
+        channel,
+        Bearer(bearer),
+    ))
 }
 
 fn status_error(s: tonic::Status) -> String {
@@ -114,7 +146,7 @@ fn status_error(s: tonic::Status) -> String {
 /// Runs `command`.
 pub async fn run_command(args: CommandArgs) -> Result<(), Box<dyn std::error::Error>> {
     let command = commands::new(body(args.verb, &args.args)?);
-    let mut client = connect(&args.server).await?;
+    let mut client = connect(&args.server, args.token.as_deref()).await?;
     if args.wait {
         let mut req = tonic::Request::new(ExecuteCommandRequest {
             client_id: args.client_id,
@@ -161,7 +193,7 @@ pub async fn run_command(args: CommandArgs) -> Result<(), Box<dyn std::error::Er
 
 /// Runs `clients`.
 pub async fn run_clients(args: ClientsArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let mut client = connect(&args.server).await?;
+    let mut client = connect(&args.server, args.token.as_deref()).await?;
     let list = client
         .list_clients(ListClientsRequest {})
         .await

@@ -38,6 +38,9 @@ pub enum Cmd {
     Clients(command::ClientsArgs),
     /// Print the CryptoClient CustomResourceDefinition as YAML.
     Crd,
+    /// Read a client token on stdin and print its argon2id hash for the
+    /// standalone tokens file (`client-id: <hash>`).
+    HashToken,
 }
 
 /// Runs the parsed command line; returns the process exit code.
@@ -47,6 +50,7 @@ pub async fn run(cli: Cli) -> i32 {
         Cmd::Serve(args) => serve::run(*args).await,
         Cmd::Command(args) => command::run_command(args).await,
         Cmd::Clients(args) => command::run_clients(args).await,
+        Cmd::HashToken => hash_token(),
         Cmd::Crd => crate::crd::crd_yaml()
             .map(|y| print!("{y}"))
             .map_err(Into::into),
@@ -58,4 +62,15 @@ pub async fn run(cli: Cli) -> i32 {
             1
         }
     }
+}
+
+fn hash_token() -> Result<(), Box<dyn std::error::Error>> {
+    let mut token = String::new();
+    std::io::stdin().read_line(&mut token)?;
+    let token = token.trim();
+    if token.len() < 16 {
+        return Err("the token must be at least 16 characters (use a random one, e.g. `openssl rand -hex 32`)".into());
+    }
+    println!("{}", crate::auth::hash_token(token)?);
+    Ok(())
 }

@@ -3,7 +3,7 @@
 
 use super::parse_duration;
 use crate::controller::{ControllerConfig, LeaderConfig};
-use crate::server::{self, ClusterConfig, ServerConfig};
+use crate::server::{self, ClusterConfig, SecurityConfig, ServerConfig};
 use crate::streaming::StreamingConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -51,6 +51,24 @@ pub struct ServeArgs {
     /// Events buffered per event-bus subscriber.
     #[arg(long, env = "CRYPTO_EVENT_BUFFER", default_value_t = 4096)]
     pub event_buffer: usize,
+    /// Most sessions at once (0: no limit).
+    #[arg(long, env = "CRYPTO_MAX_SESSIONS", default_value_t = 100_000)]
+    pub max_sessions: usize,
+    /// Sustained messages per second per client (0: no limit).
+    #[arg(long, env = "CRYPTO_MAX_MESSAGES_PER_SECOND", default_value_t = 1_000)]
+    pub max_messages_per_second: u32,
+    /// Burst a client may send above the sustained rate before its session is ended.
+    #[arg(long, env = "CRYPTO_MESSAGE_BURST", default_value_t = 2_000)]
+    pub message_burst: u32,
+    /// Longest log or error text kept; longer ones are truncated and flagged.
+    #[arg(long, env = "CRYPTO_MAX_TEXT_BYTES", default_value_t = 4096)]
+    pub max_text_bytes: usize,
+    /// Ask sessions older than this (plus up to 10 % jitter) to reconnect (0s: never).
+    #[arg(long, env = "CRYPTO_MAX_SESSION_AGE", default_value = "0s", value_parser = parse_duration)]
+    pub max_session_age: Duration,
+    /// Time an aged-out session gets to finish pending commands.
+    #[arg(long, env = "CRYPTO_SESSION_AGE_GRACE", default_value = "30s", value_parser = parse_duration)]
+    pub session_age_grace: Duration,
     /// How long sessions get to drain on shutdown.
     #[arg(long, env = "CRYPTO_DRAIN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub drain_grace: Duration,
@@ -60,6 +78,79 @@ pub struct ServeArgs {
     pub coins: Option<PathBuf>,
     #[command(flatten)]
     pub cluster: ClusterArgs,
+    #[command(flatten)]
+    pub security: SecurityArgs,
+    #[command(flatten)]
+    pub admin: AdminApiArgs,
+    #[command(flatten)]
+    pub centrifugo: CentrifugoArgs,
+}
+
+/// Authentication flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SecurityArgs {
+    /// Refuse clients without a valid token (default: on in cluster mode,
+    /// off standalone).
+    #[arg(long, env = "CRYPTO_REQUIRE_CLIENT_AUTH", num_args = 0..=1, default_missing_value = "true")]
+    pub require_client_auth: Option<bool>,
+    /// Standalone: YAML of client id -> argon2id token hash (make hashes
+    /// with `crypto-operator hash-token`); re-read when it changes.
+    #[arg(long, env = "CRYPTO_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+    /// Token required on SendCommandToClient, ExecuteCommandSync,
+    /// ListClients and GetClient (prefer --operator-token-file).
+    #[arg(long, env = "CRYPTO_OPERATOR_TOKEN", hide_env_values = true)]
+    pub operator_token: Option<String>,
+    /// File holding the operator token.
+    #[arg(
+        long,
+        env = "CRYPTO_OPERATOR_TOKEN_FILE",
+        conflicts_with = "operator_token"
+    )]
+    pub operator_token_file: Option<PathBuf>,
+    /// Cluster mode: how long a token Secret once read is reused.
+    #[arg(long, env = "CRYPTO_SECRET_CACHE_TTL", default_value = "10s", value_parser = parse_duration)]
+    pub secret_cache_ttl: Duration,
+    /// PEM certificate chain for TLS on the gRPC port (re-read on change).
+    #[arg(long, env = "CRYPTO_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "CRYPTO_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle: clients must present a certificate it signed (mutual
+    /// TLS); a certificate whose DNS SAN is the client id authenticates it.
+    #[arg(long, env = "CRYPTO_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+}
+
+impl SecurityArgs {
+    /// The security configuration; `cluster` picks the default of
+    /// `--require-client-auth`.
+    pub fn config(&self, cluster: bool) -> Result<SecurityConfig, String> {
+        let operator_token = match (&self.operator_token, &self.operator_token_file) {
+            (Some(t), _) => Some(t.trim().to_owned()),
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| format!("--operator-token-file {}: {e}", path.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, None) => None,
+        };
+        if operator_token.as_deref() == Some("") {
+            return Err("the operator token is empty".into());
+        }
+        Ok(SecurityConfig {
+            require_client_auth: self.require_client_auth.unwrap_or(cluster),
+            tokens_file: self.tokens_file.clone(),
+            operator_token,
+            secret_cache_ttl: self.secret_cache_ttl,
+            tls: match (&self.tls_cert, &self.tls_key) {
+                (Some(c), Some(k)) => Some((c.clone(), k.clone(), self.tls_client_ca.clone())),
+                _ => None,
+            },
+        })
+    }
 }
 
 /// Cluster-mode flags.
@@ -165,6 +256,7 @@ impl ServeArgs {
             drain_grace: self.drain_grace,
             coins: self.coins.clone(),
             cluster: None,
+            security: SecurityConfig::default(),
             streaming: StreamingConfig {
                 heartbeat_interval: self.heartbeat_interval,
                 stale_after,
@@ -177,6 +269,12 @@ impl ServeArgs {
                 max_wallets: self.max_wallets,
                 event_buffer: self.event_buffer,
                 max_message_bytes: self.max_message_bytes,
+                max_sessions: self.max_sessions,
+                max_messages_per_second: self.max_messages_per_second,
+                message_burst: self.message_burst,
+                max_text_bytes: self.max_text_bytes,
+                max_session_age: self.max_session_age,
+                session_age_grace: self.session_age_grace,
             },
         })
     }
@@ -186,7 +284,12 @@ impl ServeArgs {
 pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let mut config = args.config()?;
     config.cluster = args.cluster.resolve().await?;
-    let running = server::start(config).await?;
+    config.security = args.security.config(config.cluster.is_some())?;
+    let integrations = server::Integrations {
+        api: args.admin.config()?,
+        centrifugo: args.centrifugo.config()?,
+    };
+    let running = server::start_with(config, integrations).await?;
     let stop = running.shutdown_token();
     let on_signal = async move {
         wait_for_signal().await;
@@ -221,5 +324,127 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Admin API flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AdminApiArgs {
+    /// Bearer token of the admin API (`/api/v1` on the HTTP port; prefer
+    /// --admin-token-file). Without a token the API is served only on a
+    /// loopback --http-addr.
+    #[arg(long, env = "CRYPTO_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// File holding the admin API's bearer token (surrounding whitespace
+    /// ignored).
+    #[arg(long, env = "CRYPTO_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+}
+
+impl AdminApiArgs {
+    /// The admin API's settings.
+    pub fn config(&self) -> Result<crate::api::ApiConfig, String> {
+        Ok(crate::api::ApiConfig {
+            token: crate::api::AdminToken::resolve(
+                self.admin_token.as_deref(),
+                self.admin_token_file.as_deref(),
+            )?,
+        })
+    }
+}
+
+/// Centrifugo publisher flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CentrifugoArgs {
+    /// Publish client events to the Centrifugo whose HTTP API is at this
+    /// URL, e.g. http://centrifugo:8000 (default: off).
+    #[arg(long, env = "CRYPTO_CENTRIFUGO_URL")]
+    pub centrifugo_url: Option<String>,
+    /// Centrifugo's HTTP API key, sent as X-API-Key (prefer
+    /// --centrifugo-api-key-file).
+    #[arg(long, env = "CRYPTO_CENTRIFUGO_API_KEY", hide_env_values = true)]
+    pub centrifugo_api_key: Option<String>,
+    /// File holding Centrifugo's HTTP API key.
+    #[arg(long, env = "CRYPTO_CENTRIFUGO_API_KEY_FILE")]
+    pub centrifugo_api_key_file: Option<PathBuf>,
+    /// Channel prefix (a Centrifugo namespace): `<prefix>:clients` and
+    /// `<prefix>:client.<client_id>`.
+    #[arg(
+        long,
+        env = "CRYPTO_CENTRIFUGO_CHANNEL_PREFIX",
+        default_value = "crypto"
+    )]
+    pub centrifugo_channel_prefix: String,
+    /// Publications buffered while Centrifugo is slow or down; beyond
+    /// that the oldest are dropped (and counted).
+    #[arg(long, env = "CRYPTO_CENTRIFUGO_BUFFER", default_value_t = 10_000)]
+    pub centrifugo_buffer: usize,
+    /// Most publications per request (more than one: /api/batch).
+    #[arg(long, env = "CRYPTO_CENTRIFUGO_BATCH_SIZE", default_value_t = 100)]
+    pub centrifugo_batch_size: usize,
+    /// How long a partly filled batch waits for more publications.
+    #[arg(long, env = "CRYPTO_CENTRIFUGO_LINGER", default_value = "20ms", value_parser = parse_duration)]
+    pub centrifugo_linger: Duration,
+    /// Timeout of one request to Centrifugo.
+    #[arg(long, env = "CRYPTO_CENTRIFUGO_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub centrifugo_timeout: Duration,
+    /// Retries of a failed request (timeouts, transport errors, 5xx, 429).
+    #[arg(long, env = "CRYPTO_CENTRIFUGO_RETRIES", default_value_t = 2)]
+    pub centrifugo_retries: u32,
+    /// First retry delay; doubles per retry (at most 10s, ±25 % jitter).
+    #[arg(long, env = "CRYPTO_CENTRIFUGO_RETRY_BACKOFF", default_value = "200ms", value_parser = parse_duration)]
+    pub centrifugo_retry_backoff: Duration,
+    /// Consecutive failed requests that open the circuit breaker.
+    #[arg(long, env = "CRYPTO_CENTRIFUGO_BREAKER_THRESHOLD", default_value_t = 5)]
+    pub centrifugo_breaker_threshold: u32,
+    /// How long the open breaker waits before letting one probe through.
+    #[arg(long, env = "CRYPTO_CENTRIFUGO_BREAKER_OPEN", default_value = "10s", value_parser = parse_duration)]
+    pub centrifugo_breaker_open: Duration,
+    /// How long shutdown may spend sending what is buffered.
+    #[arg(long, env = "CRYPTO_CENTRIFUGO_FLUSH_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub centrifugo_flush_timeout: Duration,
+}
+
+impl CentrifugoArgs {
+    /// The publisher's settings, or `None` without --centrifugo-url.
+    pub fn config(&self) -> Result<Option<crate::centrifugo::CentrifugoConfig>, String> {
+        let Some(url) = &self.centrifugo_url else {
+            return Ok(None);
+        };
+        let api_key = match (&self.centrifugo_api_key, &self.centrifugo_api_key_file) {
+            (Some(_), Some(_)) => {
+                return Err(
+                    "give either --centrifugo-api-key or --centrifugo-api-key-file, not both"
+                        .into(),
+                );
+            }
+            (Some(k), None) => Some(k.trim().to_owned()),
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| format!("--centrifugo-api-key-file {}: {e}", path.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, None) => None,
+        };
+        if api_key.as_deref() == Some("") {
+            return Err("the Centrifugo API key is empty".into());
+        }
+        let config = crate::centrifugo::CentrifugoConfig {
+            url: url.clone(),
+            api_key,
+            channel_prefix: self.centrifugo_channel_prefix.clone(),
+            buffer: self.centrifugo_buffer,
+            batch_size: self.centrifugo_batch_size,
+            linger: self.centrifugo_linger,
+            request_timeout: self.centrifugo_timeout,
+            retries: self.centrifugo_retries,
+            retry_backoff: self.centrifugo_retry_backoff,
+            breaker_threshold: self.centrifugo_breaker_threshold,
+            breaker_open: self.centrifugo_breaker_open,
+            flush_timeout: self.centrifugo_flush_timeout,
+        };
+        config.validate()?;
+        Ok(Some(config))
     }
 }

@@ -22,6 +22,8 @@ pub struct ClientConfig {
     pub outbox_capacity: usize,
     /// Commands queued for the handler before new ones are refused.
     pub handler_queue: usize,
+    /// Bearer token sent with the stream (`authorization` metadata).
+    pub token: Option<String>,
 }
 
 impl ClientConfig {
@@ -42,6 +44,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(5),
             outbox_capacity: 256,
             handler_queue: 64,
+            token: None,
         }
     }
 
@@ -54,6 +57,12 @@ impl ClientConfig {
     /// Sets the capabilities.
     pub fn capabilities<I: IntoIterator<Item = S>, S: Into<String>>(mut self, caps: I) -> Self {
         self.registration.capabilities = caps.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the bearer token.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
         self
     }
 

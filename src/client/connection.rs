@@ -172,10 +172,16 @@ impl Client {
         if req_tx.try_send(register).is_err() {
             return Ended::Stream("request queue closed".into());
         }
-        let open = timeout(
-            cfg.connect_timeout,
-            client.connect_client(ReceiverStream::new(req_rx)),
-        );
+        let mut request = tonic::Request::new(ReceiverStream::new(req_rx));
+        if let Some(token) = &cfg.token {
+            match format!("Bearer {token}").parse() {
+                Ok(v) => {
+                    request.metadata_mut().insert("authorization", v);
+                }
+                Err(_) => return Ended::Stream("the token is not valid ASCII".into()),
+            }
+        }
+        let open = timeout(cfg.connect_timeout, client.connect_client(request));
         let mut inbound = match open.await {
             Ok(Ok(r)) => r.into_inner(),
             Ok(Err(status)) => {

@@ -209,3 +209,129 @@ mod tests {
         );
     }
 }
+
+/// Properties of the spec -> commands function over arbitrary states.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::commands::CommandKind;
+    use crate::controller::runtime::Inflight;
+    use proptest::prelude::*;
+
+    fn hash() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("h1".to_string()),
+            Just("h2".to_string()),
+            Just("h3".to_string())
+        ]
+    }
+
+    fn runtime() -> impl Strategy<Value = ClientRuntime> {
+        (
+            proptest::option::of(any::<bool>()),
+            proptest::option::of(hash()),
+            proptest::option::of(any::<bool>()),
+            proptest::option::of(hash()),
+            proptest::option::of(0i64..5),
+            0u32..7,
+        )
+            .prop_map(
+                |(acked_paused, acked_hash, inflight_pause, inflight_hash, done, attempts)| {
+                    let mut rt = ClientRuntime {
+                        acked_paused,
+                        acked_config_hash: acked_hash,
+                        ..Default::default()
+                    };
+                    if let Some(p) = inflight_pause {
+                        rt.inflight.push(Inflight {
+                            command_id: "p".into(),
+                            kind: CommandKind::Pause,
+                            paused: Some(p),
+                            config_hash: None,
+                            sync_generation: None,
+                        });
+                    }
+                    if let Some(h) = inflight_hash {
+                        rt.inflight.push(Inflight {
+                            command_id: "c".into(),
+                            kind: CommandKind::UpdateConfig,
+                            paused: None,
+                            config_hash: Some(h),
+                            sync_generation: None,
+                        });
+                    }
+                    rt.sync.done_generation = done;
+                    rt.sync.attempts = attempts;
+                    rt
+                },
+            )
+    }
+
+    fn desired() -> impl Strategy<Value = Desired> {
+        (any::<bool>(), hash(), any::<bool>(), 1i64..6).prop_map(
+            |(paused, config_hash, sync_requested, generation)| Desired {
+                paused,
+                config: BTreeMap::new(),
+                config_hash,
+                sync_requested,
+                generation,
+            },
+        )
+    }
+
+    proptest! {
+        /// Sending what `decide` asks and having it acked converges: the
+        /// next decision is empty, so a resource never loops.
+        #[test]
+        fn acking_every_decision_converges(d in desired(), mut rt in runtime()) {
+            let now = Instant::now();
+            let first = decide(&d, &rt, now);
+            let mut kinds: Vec<_> = first.iter().map(std::mem::discriminant).collect();
+            kinds.dedup();
+            prop_assert_eq!(kinds.len(), first.len(), "no command twice in one decision");
+            rt.inflight.clear();
+            for a in &first {
+                match a {
+                    Action::Pause => rt.acked_paused = Some(true),
+                    Action::Resume => rt.acked_paused = Some(false),
+                    Action::UpdateConfig => rt.acked_config_hash = Some(d.config_hash.clone()),
+                    Action::SyncWallets(g) => rt.sync.done_generation = Some(*g),
+                }
+            }
+            // Whatever was in flight is acked too.
+            rt.acked_paused = rt.acked_paused.or(Some(d.paused));
+            if rt.acked_config_hash.as_deref() != Some(&d.config_hash) && !first.contains(&Action::UpdateConfig) {
+                rt.acked_config_hash = Some(d.config_hash.clone());
+            }
+            if rt.acked_paused != Some(d.paused) {
+                rt.acked_paused = Some(d.paused);
+            }
+            let again = decide(&d, &rt, now);
+            prop_assert!(again.iter().all(|a| matches!(a, Action::SyncWallets(_))) , "{:?}", again);
+            if first.iter().any(|a| matches!(a, Action::SyncWallets(_))) {
+                prop_assert!(again.is_empty(), "a sync is sent once per request");
+            }
+        }
+
+        /// A decision never contradicts the spec.
+        #[test]
+        fn decisions_follow_the_spec(d in desired(), rt in runtime()) {
+            for a in decide(&d, &rt, Instant::now()) {
+                match a {
+                    Action::Pause => prop_assert!(d.paused),
+                    Action::Resume => prop_assert!(!d.paused),
+                    Action::UpdateConfig => {
+                        // Sent only when the config the client will hold
+                        // (in flight, else acked) differs from the spec.
+                        let expected = rt.inflight.iter().rev().find_map(|i| i.config_hash.as_deref()).or(rt.acked_config_hash.as_deref());
+                        prop_assert_ne!(expected, Some(d.config_hash.as_str()));
+                    }
+                    Action::SyncWallets(g) => {
+                        prop_assert!(d.sync_requested);
+                        prop_assert_eq!(g, d.generation);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -27,6 +27,8 @@ pub struct ResourceRef {
     pub client_id: String,
     /// Reference for Kubernetes Events.
     pub object_ref: ObjectReference,
+    /// The Secret (name, key) holding the client's token, if any.
+    pub token_secret: Option<(String, String)>,
 }
 
 #[derive(Default)]
@@ -118,6 +120,12 @@ impl ResourceIndex {
                 name,
                 client_id,
                 object_ref: obj.object_ref(&()),
+                token_secret: obj
+                    .spec
+                    .auth
+                    .as_ref()
+                    .and_then(|a| a.token_secret_ref.as_ref())
+                    .map(|r| (r.name.clone(), r.key.clone())),
             },
         );
         result

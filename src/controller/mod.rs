@@ -15,6 +15,7 @@
 //! [`ClientPolicy`]: crate::streaming::ClientPolicy
 
 mod acks;
+mod auth;
 mod bridge;
 mod decide;
 mod holder;
@@ -26,6 +27,7 @@ mod runtime;
 mod status;
 mod watch;
 
+pub use auth::SecretAuth;
 pub use decide::{Action as CommandAction, Desired, decide};
 pub use index::ResourceIndex;
 pub use leader::{LeaderConfig, LeaderState};

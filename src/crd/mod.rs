@@ -45,6 +45,28 @@ pub struct CryptoClientSpec {
     /// its content hash.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub config: BTreeMap<String, String>,
+    /// How the client proves it may use this client id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<ClientAuth>,
+}
+
+/// Client authentication settings.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientAuth {
+    /// A key of a Secret in this resource's namespace holding the client's
+    /// bearer token; the client sends it as `authorization: Bearer <token>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_secret_ref: Option<SecretKeyRef>,
+}
+
+/// A key in a Secret of the resource's namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct SecretKeyRef {
+    /// Secret name.
+    pub name: String,
+    /// Key within the Secret's data.
+    pub key: String,
 }
 
 /// Lifecycle phase shown by `kubectl get cryptoclients`.

@@ -5,6 +5,8 @@
 //! and publishes every handled message on the event bus.
 
 mod ack;
+#[cfg(test)]
+mod fuzz;
 mod heartbeat;
 mod records;
 mod snapshot;
@@ -58,7 +60,7 @@ fn violation(code: Code, msg: impl Into<String>) -> EndReason {
 }
 
 /// Handles one message of a registered session; `Err` ends the session.
-pub(crate) fn dispatch(session: &Session, msg: ClientMessage) -> Result<(), EndReason> {
+pub(crate) fn dispatch(session: &Session, mut msg: ClientMessage) -> Result<(), EndReason> {
     session
         .metrics
         .message_received(payload_index(msg.payload.as_ref()));
@@ -72,6 +74,12 @@ pub(crate) fn dispatch(session: &Session, msg: ClientMessage) -> Result<(), EndR
         ));
     }
     session.state().counters.messages_received += 1;
+    if matches!(msg.payload, Some(Payload::Log(_) | Payload::Error(_))) {
+        let max = session.state().max_text_bytes;
+        if records::truncate_text(&mut msg, max) {
+            session.metrics.text_truncated();
+        }
+    }
     match &msg.payload {
         None => return Err(violation(Code::InvalidArgument, "message has no payload")),
         Some(Payload::Register(_)) => {

@@ -2,12 +2,38 @@
 //! and `price`. Each keeps what the snapshot shows and counts it.
 
 use crate::proto::{
-    ClientStatus, ClientType, ErrorReport, LogEntry, LogLevel, PriceUpdate, Transaction,
-    WalletUpdate,
+    ClientMessage, ClientStatus, ClientType, ErrorReport, LogEntry, LogLevel, PriceUpdate,
+    Transaction, WalletUpdate,
 };
 use crate::streaming::{EndReason, Session};
 use tonic::Code;
 use tracing::{debug, error, info, warn};
+
+/// Cuts the text of a `log` or `error` longer than `max` bytes (at a
+/// character boundary) and flags it: the text ends with "[truncated N
+/// bytes]" and a log gets the field `truncated=true`. Returns whether it cut.
+pub(crate) fn truncate_text(msg: &mut ClientMessage, max: usize) -> bool {
+    use crate::proto::client_message::Payload;
+    let (text, fields) = match &mut msg.payload {
+        Some(Payload::Log(l)) => (&mut l.message, Some(&mut l.fields)),
+        Some(Payload::Error(e)) => (&mut e.message, None),
+        _ => return false,
+    };
+    if text.len() <= max {
+        return false;
+    }
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let dropped = text.len() - cut;
+    text.truncate(cut);
+    text.push_str(&format!(" [truncated {dropped} bytes]"));
+    if let Some(f) = fields {
+        f.insert("truncated".into(), "true".into());
+    }
+    true
+}
 
 /// Keeps the latest balance per (wallet, asset), up to the wallet limit.
 pub(crate) fn wallet_update(session: &Session, w: &WalletUpdate) -> Result<(), EndReason> {
@@ -78,4 +104,37 @@ pub(crate) fn price(session: &Session, p: &PriceUpdate) -> Result<(), EndReason>
     }
     session.state().counters.prices += 1;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::client_message::Payload;
+
+    #[test]
+    fn long_texts_are_cut_at_a_char_boundary_and_flagged() {
+        let mut msg = ClientMessage {
+            payload: Some(Payload::Log(LogEntry {
+                level: 2,
+                message: "é".repeat(10),
+                fields: Default::default(),
+            })),
+            ..Default::default()
+        };
+        assert!(truncate_text(&mut msg, 5));
+        let Some(Payload::Log(l)) = &msg.payload else {
+            unreachable!()
+        };
+        assert_eq!(l.message, "éé [truncated 16 bytes]");
+        assert_eq!(l.fields.get("truncated").map(String::as_str), Some("true"));
+        let mut short = ClientMessage {
+            payload: Some(Payload::Error(ErrorReport {
+                code: "x".into(),
+                message: "ok".into(),
+                fatal: false,
+            })),
+            ..Default::default()
+        };
+        assert!(!truncate_text(&mut short, 5));
+    }
 }

@@ -12,17 +12,21 @@ pub struct ClientState {
     pub wallets: HashMap<(String, String), WalletUpdate>,
     /// Most wallets kept; further new wallets are dropped and counted.
     pub max_wallets: usize,
+    /// Longest log or error text kept.
+    pub max_text_bytes: usize,
     /// Per-session counters.
     pub counters: ClientCounters,
 }
 
 impl ClientState {
-    /// Empty state keeping at most `max_wallets` balances.
-    pub fn new(max_wallets: usize) -> Self {
+    /// Empty state keeping at most `max_wallets` balances and texts of at
+    /// most `max_text_bytes`.
+    pub fn new(max_wallets: usize, max_text_bytes: usize) -> Self {
         Self {
             status: None,
             wallets: HashMap::new(),
             max_wallets,
+            max_text_bytes,
             counters: ClientCounters::default(),
         }
     }

@@ -1,5 +1,7 @@
 //! The HTTP port: `/metrics` (Prometheus text), `/healthz` (process alive)
-//! and `/readyz` (ready to take clients).
+//! and `/readyz` (ready to take clients), always open. The server merges
+//! the admin API (`crate::api`, under `/api/v1`, bearer-token protected)
+//! into this router.
 
 use crate::metrics::Metrics;
 use axum::Router;

@@ -2,7 +2,7 @@
 //! Centrifugo publisher. They are registered in every mode, so dashboards
 //! and alerts find them (at zero) even where the component is off.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use std::time::Duration;
 
 /// Reconcile and status-write metrics.
@@ -77,11 +77,13 @@ impl ControlMetrics {
 /// Result of one Centrifugo publish attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PublishResult {
-    /// Centrifugo accepted the event.
+    /// Centrifugo accepted the publication.
     Published,
-    /// The request failed (after its retries).
+    /// The request failed (after its retries), or Centrifugo refused the
+    /// publication.
     Failed,
-    /// The event was dropped: buffer full or breaker open.
+    /// The publication was dropped unsent: the buffer was full (the oldest
+    /// go first, e.g. while the breaker is open), or shutdown.
     Dropped,
 }
 
@@ -90,6 +92,8 @@ pub struct CentrifugoMetrics {
     published: IntCounter,
     failed: IntCounter,
     dropped: IntCounter,
+    breaker_state: IntGauge,
+    buffered: IntGauge,
 }
 
 impl CentrifugoMetrics {
@@ -102,11 +106,52 @@ impl CentrifugoMetrics {
             &["result"],
         )?;
         r.register(Box::new(v.clone()))?;
+        let breaker_state = IntGauge::new(
+            "crypto_centrifugo_breaker_state",
+            "Circuit breaker in front of Centrifugo: 0 closed, 1 open, 2 half-open.",
+        )?;
+        r.register(Box::new(breaker_state.clone()))?;
+        let buffered = IntGauge::new(
+            "crypto_centrifugo_buffered",
+            "Publications waiting in the Centrifugo publisher's buffer.",
+        )?;
+        r.register(Box::new(buffered.clone()))?;
         Ok(Self {
             published: v.with_label_values(&["published"]),
             failed: v.with_label_values(&["failed"]),
             dropped: v.with_label_values(&["dropped"]),
+            breaker_state,
+            buffered,
         })
+    }
+
+    /// Sets the breaker-state gauge (0 closed, 1 open, 2 half-open).
+    pub fn set_breaker_state(&self, state: i64) {
+        self.breaker_state.set(state);
+    }
+
+    /// Sets the buffered-publications gauge.
+    pub fn set_buffered(&self, n: usize) {
+        self.buffered.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// The total counted with `result`.
+    pub fn total(&self, result: PublishResult) -> u64 {
+        match result {
+            PublishResult::Published => self.published.get(),
+            PublishResult::Failed => self.failed.get(),
+            PublishResult::Dropped => self.dropped.get(),
+        }
+    }
+
+    /// The breaker-state gauge.
+    pub fn breaker_state(&self) -> i64 {
+        self.breaker_state.get()
+    }
+
+    /// The buffered-publications gauge.
+    pub fn buffered(&self) -> i64 {
+        self.buffered.get()
     }
 
     /// Counts `n` events with `result`.

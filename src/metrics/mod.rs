@@ -34,6 +34,8 @@ pub struct Metrics {
     sessions_ended: Vec<IntCounter>,
     streams_rejected: IntCounterVec,
     prices_refused: IntCounter,
+    rate_limited: IntCounter,
+    texts_truncated: IntCounter,
     ping_rtt: Histogram,
     /// Events lost by slow event-bus subscribers.
     pub events_lost: IntCounter,
@@ -179,6 +181,20 @@ impl Metrics {
                     "Price messages refused because the client is not a price feed.",
                 )?,
             )?,
+            rate_limited: register(
+                &r,
+                IntCounter::new(
+                    "crypto_sessions_rate_limited_total",
+                    "Sessions ended for sending faster than the message rate limit.",
+                )?,
+            )?,
+            texts_truncated: register(
+                &r,
+                IntCounter::new(
+                    "crypto_texts_truncated_total",
+                    "Log and error texts truncated to the maximum text size.",
+                )?,
+            )?,
             ping_rtt: register(
                 &r,
                 Histogram::with_opts(
@@ -293,6 +309,14 @@ impl Metrics {
         self.streams_rejected
             .with_label_values(&[&format!("{code:?}")])
             .inc();
+    }
+
+    pub(crate) fn rate_limited(&self) {
+        self.rate_limited.inc();
+    }
+
+    pub(crate) fn text_truncated(&self) {
+        self.texts_truncated.inc();
     }
 
     pub(crate) fn price_refused(&self) {

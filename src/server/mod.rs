@@ -2,6 +2,10 @@
 //! and HTTP (metrics, health, readiness), with one shutdown signal and a
 //! graceful drain.
 
+use crate::api::{self, ApiConfig};
+use crate::auth::{TokensAuth, TokensFileError};
+use crate::centrifugo::{CentrifugoConfig, Monitor, Publisher};
+use crate::controller::SecretAuth;
 use crate::controller::{self, ControllerConfig, ResourceIndex};
 use crate::http::{self, Readiness};
 use crate::market::{Catalog, CatalogError, Market, MarketLimits, MarketService};
@@ -9,8 +13,9 @@ use crate::metrics::{ClientLabels, Metrics};
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::crypto_service_server::CryptoServiceServer;
 use crate::proto::crypto_streaming_service_server::CryptoStreamingServiceServer;
-use crate::streaming::{AllowAll, ClientPolicy};
+use crate::streaming::{AllowAll, CertificateOnly, ClientAuthenticator, ClientPolicy, NoAuth};
 use crate::streaming::{StreamingConfig, StreamingHandle, StreamingService};
+use crate::tls::{TlsFiles, TlsIncoming};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,6 +40,51 @@ pub struct ServerConfig {
     pub coins: Option<PathBuf>,
     /// Cluster mode (the control plane); `None`: standalone.
     pub cluster: Option<ClusterConfig>,
+    /// Client and operator authentication.
+    pub security: SecurityConfig,
+}
+
+impl Default for ServerConfig {
+    /// Standalone on ephemeral loopback ports with default limits.
+    fn default() -> Self {
+        Self {
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            streaming: StreamingConfig::default(),
+            drain_grace: Duration::from_secs(10),
+            coins: None,
+            cluster: None,
+            security: SecurityConfig::default(),
+        }
+    }
+}
+
+/// Who may connect and who may command.
+#[derive(Debug, Clone)]
+pub struct SecurityConfig {
+    /// Refuse clients that present no valid token.
+    pub require_client_auth: bool,
+    /// Standalone: client id -> argon2id token hash, reloaded on change.
+    pub tokens_file: Option<PathBuf>,
+    /// Token required on the operator RPCs; `None`: open.
+    pub operator_token: Option<String>,
+    /// Cluster: how long a token Secret once read is reused.
+    pub secret_cache_ttl: Duration,
+    /// TLS for the gRPC port: (certificate chain, key, client CA for
+    /// mutual TLS); files are re-read when they change.
+    pub tls: Option<(PathBuf, PathBuf, Option<PathBuf>)>,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        Self {
+            require_client_auth: false,
+            tokens_file: None,
+            operator_token: None,
+            secret_cache_ttl: Duration::from_secs(10),
+            tls: None,
+        }
+    }
 }
 
 /// Cluster mode: the Kubernetes client and the controller's settings.
@@ -74,6 +124,18 @@ pub enum ServerError {
     /// Reflection could not load the descriptors.
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The tokens file is unusable.
+    #[error(transparent)]
+    Tokens(#[from] TokensFileError),
+    /// TLS files are unusable.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// The configuration is inconsistent.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The Centrifugo publisher could not start.
+    #[error("centrifugo: {0}")]
+    Centrifugo(String),
     /// A metric could not be defined.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -92,6 +154,8 @@ pub struct Running {
     pub handle: StreamingHandle,
     /// Readiness as `/readyz` reports it.
     pub ready: Arc<Readiness>,
+    /// The Centrifugo publisher's state, when it runs.
+    pub centrifugo: Option<Monitor>,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), ServerError>>,
 }
@@ -119,10 +183,30 @@ impl Running {
 
 /// Binds both ports and starts serving in the background.
 pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
+    start_with(config, Integrations::default()).await
+}
+
+/// The admin API's settings and the Centrifugo publisher (optional parts,
+/// kept out of [`ServerConfig`] so its literals stay valid).
+#[derive(Debug, Clone, Default)]
+pub struct Integrations {
+    /// The admin REST API (`/api/v1` on the HTTP port).
+    pub api: ApiConfig,
+    /// Real-time publishing; `None`: off.
+    pub centrifugo: Option<CentrifugoConfig>,
+}
+
+/// Like [`start`], with the admin API's token and the Centrifugo publisher.
+pub async fn start_with(
+    config: ServerConfig,
+    integrations: Integrations,
+) -> Result<Running, ServerError> {
     let catalog = match &config.coins {
         Some(path) => Catalog::load(path)?,
         None => Catalog::builtin()?,
     };
+    // Ends the tokens-file watcher with the server.
+    let auth_stop = CancellationToken::new();
     let (labels, policy, index): (_, Arc<dyn ClientPolicy>, _) = match &config.cluster {
         Some(_) => {
             // Nobody is admitted before this replica leads and has synced.
@@ -132,8 +216,53 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         None => (ClientLabels::Standalone, Arc::new(AllowAll), None),
     };
     let metrics = Arc::new(Metrics::new(labels)?);
-    let handle = StreamingHandle::new(config.streaming.clone(), metrics.clone(), policy);
+    let sec = &config.security;
+    let tls_files = match &sec.tls {
+        Some((cert, key, ca)) => Some(Arc::new(TlsFiles::load(
+            cert.clone(),
+            key.clone(),
+            ca.clone(),
+        )?)),
+        None => None,
+    };
+    // Owns the TLS accept loop and handshakes.
+    let tls_tasks = tokio_util::task::TaskTracker::new();
+    let auth: Arc<dyn ClientAuthenticator> = match (&config.cluster, &index) {
+        (Some(cluster), Some(index)) => Arc::new(SecretAuth::new(
+            cluster.client.clone(),
+            index.clone(),
+            sec.require_client_auth,
+            sec.secret_cache_ttl,
+        )),
+        _ => match &sec.tokens_file {
+            Some(path) => {
+                let tokens = Arc::new(TokensAuth::load(path, sec.require_client_auth)?);
+                tokio::spawn(tokens.clone().watch(auth_stop.clone()));
+                tokens
+            }
+            None if sec.require_client_auth && tls_files.as_ref().is_some_and(|t| t.mutual()) => {
+                Arc::new(CertificateOnly)
+            }
+            None if sec.require_client_auth => {
+                return Err(ServerError::Config(
+                    "client authentication is required but there is no --tokens-file and no --tls-client-ca (standalone mode)".into(),
+                ));
+            }
+            None => Arc::new(NoAuth),
+        },
+    };
+    let handle =
+        StreamingHandle::with_auth(config.streaming.clone(), metrics.clone(), policy, auth);
     let market = Market::new(catalog, MarketLimits::default(), metrics.registry())?;
+    // Subscribed before the gRPC port serves, like the market.
+    let publisher = match &integrations.centrifugo {
+        Some(c) => Some(
+            Publisher::start(c, handle.subscribe(), metrics.clone())
+                .map_err(ServerError::Centrifugo)?,
+        ),
+        None => None,
+    };
+    let centrifugo = publisher.as_ref().map(Publisher::monitor);
     let grpc = TcpListener::bind(config.grpc_addr)
         .await
         .map_err(|source| ServerError::Bind {
@@ -161,9 +290,11 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let max = config.streaming.max_message_bytes;
-    let service = CryptoStreamingServiceServer::new(StreamingService::new(handle.clone()))
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max.max(1 << 20));
+    let service = CryptoStreamingServiceServer::new(
+        StreamingService::new(handle.clone()).with_operator_token(sec.operator_token.clone()),
+    )
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(max.max(1 << 20));
 
     let ready = Arc::new(Readiness::default());
     ready.set_grpc_serving(true);
@@ -185,22 +316,42 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
     };
     let shutdown = CancellationToken::new();
     let grpc_stop = CancellationToken::new();
-    let http_router = http::router(metrics.clone(), ready.clone());
+    let http_router = http::router(metrics.clone(), ready.clone()).merge(api::router(
+        handle.clone(),
+        &integrations.api,
+        http_addr,
+    ));
 
-    let grpc_server = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(service)
-        .add_service(market.service())
-        .serve_with_incoming_shutdown(
-            // tonic applies `tcp_nodelay` only to addresses it binds itself;
-            // set it on the accepted sockets here, or small writes wait for
-            // delayed ACKs (~40 ms).
+        .add_service(market.service());
+    type GrpcFuture = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), tonic::transport::Error>> + Send>,
+    >;
+    let grpc_server: GrpcFuture = match tls_files {
+        Some(files) => {
+            tokio::spawn(
+                files
+                    .clone()
+                    .watch(Duration::from_secs(2), auth_stop.clone()),
+            );
+            let incoming = TlsIncoming::new(grpc, files, tls_tasks.clone(), grpc_stop.clone());
+            Box::pin(
+                router.serve_with_incoming_shutdown(incoming, grpc_stop.clone().cancelled_owned()),
+            )
+        }
+        // tonic applies `tcp_nodelay` only to addresses it binds itself;
+        // set it on the accepted sockets here, or small writes wait for
+        // delayed ACKs (~40 ms).
+        None => Box::pin(router.serve_with_incoming_shutdown(
             TcpIncoming::from(grpc).with_nodelay(Some(true)),
             grpc_stop.clone().cancelled_owned(),
-        );
+        )),
+    };
     let http_stop = shutdown.clone();
     let http_server = async move {
         axum::serve(http, http_router)
@@ -231,7 +382,12 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
             handle.shutdown(grace).await;
             // Price streams end (UNAVAILABLE) before the transport stops.
             market.shutdown().await;
+            // After the sessions ended, so their `disconnected` events go out.
+            if let Some(p) = &publisher {
+                p.shutdown().await;
+            }
             controller_stop.cancel();
+            auth_stop.cancel();
             if let Some(mut c) = controller
                 && tokio::time::timeout(grace, &mut c).await.is_err()
             {
@@ -265,6 +421,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         http_addr,
         handle,
         ready,
+        centrifugo,
         shutdown,
         task,
     })

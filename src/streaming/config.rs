@@ -27,6 +27,21 @@ pub struct StreamingConfig {
     pub event_buffer: usize,
     /// Largest client message accepted, in bytes.
     pub max_message_bytes: usize,
+    /// Most sessions at once (0: no limit); more get RESOURCE_EXHAUSTED.
+    pub max_sessions: usize,
+    /// Sustained messages per second a client may send (0: no limit).
+    pub max_messages_per_second: u32,
+    /// Messages a client may send in a burst above the sustained rate; a
+    /// client that exceeds the burst is ended with RESOURCE_EXHAUSTED.
+    pub message_burst: u32,
+    /// Longest text kept from a `log` or `error` message; longer texts are
+    /// truncated and flagged, not refused.
+    pub max_text_bytes: usize,
+    /// Sessions older than this (plus up to 10 % jitter) are asked to
+    /// reconnect, so clients rebalance and deploys drain (zero: never).
+    pub max_session_age: Duration,
+    /// How long an aged-out session may finish its pending commands.
+    pub session_age_grace: Duration,
 }
 
 impl Default for StreamingConfig {
@@ -44,6 +59,12 @@ impl Default for StreamingConfig {
             max_wallets: 1024,
             event_buffer: 4096,
             max_message_bytes: 64 * 1024,
+            max_sessions: 100_000,
+            max_messages_per_second: 1_000,
+            message_burst: 2_000,
+            max_text_bytes: 4 * 1024,
+            max_session_age: Duration::ZERO,
+            session_age_grace: Duration::from_secs(30),
         }
     }
 }

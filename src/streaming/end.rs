@@ -19,6 +19,8 @@ pub enum EndReason {
     Kicked(String),
     /// The server is shutting down.
     Shutdown,
+    /// The session reached its maximum age and was asked to reconnect.
+    MaxAge,
 }
 
 impl EndReason {
@@ -32,11 +34,12 @@ impl EndReason {
             Self::ProtocolViolation(..) => "protocol_violation",
             Self::Kicked(_) => "kicked",
             Self::Shutdown => "shutdown",
+            Self::MaxAge => "max_age",
         }
     }
 
     /// Every label, for pre-resolving metrics.
-    pub const LABELS: [&'static str; 7] = [
+    pub const LABELS: [&'static str; 8] = [
         "client_closed",
         "transport",
         "superseded",
@@ -44,12 +47,13 @@ impl EndReason {
         "protocol_violation",
         "kicked",
         "shutdown",
+        "max_age",
     ];
 
     /// The status the client's stream ends with; `None` ends it with OK.
     pub fn status(&self) -> Option<Status> {
         match self {
-            Self::ClientClosed | Self::Transport | Self::Shutdown => None,
+            Self::ClientClosed | Self::Transport | Self::Shutdown | Self::MaxAge => None,
             Self::Superseded => Some(Status::aborted(
                 "superseded: a newer session registered with this client_id",
             )),

@@ -6,7 +6,7 @@ use super::events::{EventBus, EventSubscriber};
 use super::pending::AckOutcome;
 use super::registry::Registry;
 use super::shared::EnqueueError;
-use super::{EndReason, Session, StreamingConfig};
+use super::{ClientAuthenticator, EndReason, NoAuth, Session, StreamingConfig};
 use crate::commands::{self, CommandKind, InvalidCommand};
 use crate::metrics::{ClientIdentity, Metrics};
 use crate::proto::{ClientRegistration, CommandAck, ServerCommand, server_command::Command};
@@ -90,6 +90,7 @@ pub(crate) struct Core {
     pub(crate) bus: EventBus,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) policy: Arc<dyn ClientPolicy>,
+    pub(crate) auth: Arc<dyn ClientAuthenticator>,
     pub(crate) tasks: TaskTracker,
 }
 
@@ -132,11 +133,21 @@ impl PendingCommand {
 }
 
 impl StreamingHandle {
-    /// A new streaming core.
+    /// A new streaming core without client authentication.
     pub fn new(
         config: StreamingConfig,
         metrics: Arc<Metrics>,
         policy: Arc<dyn ClientPolicy>,
+    ) -> Self {
+        Self::with_auth(config, metrics, policy, Arc::new(NoAuth))
+    }
+
+    /// A new streaming core whose registrations `auth` verifies.
+    pub fn with_auth(
+        config: StreamingConfig,
+        metrics: Arc<Metrics>,
+        policy: Arc<dyn ClientPolicy>,
+        auth: Arc<dyn ClientAuthenticator>,
     ) -> Self {
         let bus = EventBus::new(config.event_buffer, metrics.events_lost.clone());
         Self {
@@ -146,6 +157,7 @@ impl StreamingHandle {
                 bus,
                 metrics,
                 policy,
+                auth,
                 tasks: TaskTracker::new(),
             }),
         }

@@ -8,10 +8,12 @@
 //! per-client command queues; acks matched per session with a timeout; all
 //! pending acks fail at once when a session ends.
 
+mod auth;
 mod config;
 mod end;
 mod events;
 pub(crate) mod handle;
+mod limits;
 mod outbound;
 mod pending;
 mod registry;
@@ -19,8 +21,13 @@ mod service;
 mod session;
 mod shared;
 
+pub use auth::{
+    BoxFuture, CertificateOnly, ClientAuthenticator, Credentials, NoAuth, constant_time_eq,
+};
 pub use config::StreamingConfig;
 pub use end::EndReason;
+#[cfg(test)]
+pub(crate) use events::for_tests as events_for_tests;
 pub use events::{Event, EventKind, EventSubscriber};
 pub use handle::{AllowAll, ClientPolicy, PendingCommand};
 pub use handle::{CommandError, StreamingHandle};

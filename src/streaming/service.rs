@@ -4,6 +4,7 @@
 use super::handle::StreamingHandle;
 use super::outbound::OutboundStream;
 use super::session;
+use super::{Credentials, constant_time_eq};
 use crate::handlers::snapshot;
 use crate::proto::crypto_streaming_service_server::CryptoStreamingService;
 use crate::proto::{
@@ -17,12 +18,40 @@ use tracing::{Instrument, info_span, warn};
 /// The gRPC service over a streaming core.
 pub struct StreamingService {
     handle: StreamingHandle,
+    operator_token: Option<String>,
 }
 
 impl StreamingService {
-    /// A service over `handle`'s core.
+    /// A service over `handle`'s core; operator calls are open.
     pub fn new(handle: StreamingHandle) -> Self {
-        Self { handle }
+        Self {
+            handle,
+            operator_token: None,
+        }
+    }
+
+    /// Requires `token` (as `authorization: Bearer <token>`) on the
+    /// operator calls: SendCommandToClient, ExecuteCommandSync,
+    /// ListClients, GetClient. Client sessions use their own tokens.
+    pub fn with_operator_token(mut self, token: Option<String>) -> Self {
+        self.operator_token = token.filter(|t| !t.is_empty());
+        self
+    }
+
+    fn authorize<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        let Some(expected) = &self.operator_token else {
+            return Ok(());
+        };
+        match Credentials::from_metadata(req.metadata()).bearer {
+            Some(t) if constant_time_eq(t.as_bytes(), expected.as_bytes()) => Ok(()),
+            Some(_) => {
+                warn!("operator call with a wrong token refused");
+                Err(Status::unauthenticated("invalid operator token"))
+            }
+            None => Err(Status::unauthenticated(
+                "an operator token is required (authorization: Bearer <token>)",
+            )),
+        }
     }
 }
 
@@ -50,16 +79,23 @@ impl CryptoStreamingService for StreamingService {
         &self,
         request: Request<Streaming<ClientMessage>>,
     ) -> Result<Response<Self::ConnectClientStream>, Status> {
+        let tls = request
+            .extensions()
+            .get::<crate::tls::TlsConnInfo>()
+            .cloned();
         let peer = request
             .remote_addr()
+            .or_else(|| tls.as_ref().and_then(|t| t.remote_addr))
             .map(|a| a.to_string())
             .unwrap_or_else(|| "unknown".into());
         let core = self.handle.core.clone();
         let (tx, term, stream) = OutboundStream::new(core.config.command_queue);
+        let mut creds = Credentials::from_metadata(request.metadata());
+        creds.peer_cert = tls.and_then(|t| t.peer_cert);
         let inbound = request.into_inner();
         core.tasks
             .clone()
-            .spawn(session::run(core, inbound, tx, term, peer));
+            .spawn(session::run(core, inbound, tx, term, peer, creds));
         Ok(Response::new(stream))
     }
 
@@ -67,6 +103,7 @@ impl CryptoStreamingService for StreamingService {
         &self,
         request: Request<SendCommandRequest>,
     ) -> Result<Response<SendCommandResponse>, Status> {
+        self.authorize(&request)?;
         let req = request.into_inner();
         let span = info_span!("send_command", client_id = %req.client_id, command_id = tracing::field::Empty);
         async {
@@ -93,6 +130,7 @@ impl CryptoStreamingService for StreamingService {
         &self,
         request: Request<ExecuteCommandRequest>,
     ) -> Result<Response<CommandAck>, Status> {
+        self.authorize(&request)?;
         let call_deadline = call_deadline(&request);
         let req = request.into_inner();
         let span = info_span!("execute_command", client_id = %req.client_id, command_id = tracing::field::Empty);
@@ -128,8 +166,9 @@ impl CryptoStreamingService for StreamingService {
 
     async fn list_clients(
         &self,
-        _request: Request<ListClientsRequest>,
+        request: Request<ListClientsRequest>,
     ) -> Result<Response<ListClientsResponse>, Status> {
+        self.authorize(&request)?;
         let clients = self.handle.sessions().iter().map(|s| snapshot(s)).collect();
         Ok(Response::new(ListClientsResponse { clients }))
     }
@@ -138,6 +177,7 @@ impl CryptoStreamingService for StreamingService {
         &self,
         request: Request<GetClientRequest>,
     ) -> Result<Response<ClientInfo>, Status> {
+        self.authorize(&request)?;
         let id = request.into_inner().client_id;
         let session = self
             .handle

@@ -4,9 +4,10 @@
 //! until the session ends, and finally fails whatever is still pending.
 
 use super::handle::Core;
+use super::limits::TokenBucket;
 use super::outbound::Termination;
 use super::pending::AckOutcome;
-use super::{EndReason, Session, events::EventKind};
+use super::{Credentials, EndReason, Session, events::EventKind};
 use crate::commands::{self, CommandKind};
 use crate::handlers::{self, ClientState};
 use crate::proto::{
@@ -19,6 +20,9 @@ use tokio::time::{Instant, sleep_until, timeout};
 use tonic::{Code, Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
 
+/// Longest a credential check may take.
+const AUTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Runs one stream from its first message to its end.
 pub(crate) async fn run(
     core: Arc<Core>,
@@ -26,9 +30,10 @@ pub(crate) async fn run(
     outbound: mpsc::Sender<ServerCommand>,
     term: oneshot::Sender<Termination>,
     peer: String,
+    creds: Credentials,
 ) {
     let first = timeout(core.config.register_timeout, inbound.message()).await;
-    let session = match accept(&core, first, outbound) {
+    let session = match accept(&core, first, outbound, &creds).await {
         Ok(s) => s,
         Err(Some(status)) => {
             core.metrics.rejected(status.code());
@@ -51,10 +56,11 @@ pub(crate) async fn run(
 
 /// Checks the first message and registers the session. `Err(None)`: the
 /// client went away without a word.
-fn accept(
+async fn accept(
     core: &Arc<Core>,
     first: Result<Result<Option<ClientMessage>, Status>, tokio::time::error::Elapsed>,
     outbound: mpsc::Sender<ServerCommand>,
+    creds: &Credentials,
 ) -> Result<Arc<Session>, Option<Status>> {
     let msg = match first {
         Err(_) => {
@@ -85,12 +91,38 @@ fn accept(
         return Err(Some(Status::unavailable("server shutting down")));
     }
     let identity = core.policy.admit(&msg.client_id, &reg).map_err(Some)?;
+    // A client certificate that names this client id (DNS SAN) is proof
+    // enough; otherwise the authenticator decides.
+    let cert_binds = creds
+        .peer_cert
+        .as_deref()
+        .is_some_and(|der| crate::tls::cert_names(der, &msg.client_id));
+    if !cert_binds {
+        match timeout(AUTH_TIMEOUT, core.auth.verify(&msg.client_id, creds)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(status)) => return Err(Some(status)),
+            Err(_) => {
+                return Err(Some(Status::unavailable(
+                    "credential check timed out; retry",
+                )));
+            }
+        }
+    }
+    if core.config.max_sessions > 0
+        && core.registry.len() >= core.config.max_sessions
+        && core.registry.get(&msg.client_id).is_none()
+    {
+        return Err(Some(Status::resource_exhausted(format!(
+            "session limit of {} reached",
+            core.config.max_sessions
+        ))));
+    }
     let session = Arc::new(Session::new(
         Arc::from(msg.client_id.as_str()),
         Arc::from(uuid::Uuid::new_v4().to_string().as_str()),
         Arc::new(reg),
         outbound,
-        ClientState::new(core.config.max_wallets),
+        ClientState::new(core.config.max_wallets, core.config.max_text_bytes),
         &identity,
         core.metrics.clone(),
         core.bus.clone(),
@@ -133,18 +165,39 @@ async fn drive(
     let mut last_heartbeat = Instant::now();
     let ping_every = (!cfg.ping_interval.is_zero()).then_some(cfg.ping_interval);
     let mut next_ping = ping_every.map(|p| Instant::now() + p);
+    let mut bucket = TokenBucket::new(
+        cfg.max_messages_per_second,
+        cfg.message_burst,
+        Instant::now(),
+    );
+    let mut age_deadline = (!cfg.max_session_age.is_zero()).then(|| {
+        let jitter = cfg.max_session_age.mul_f64(fastrand::f64() * 0.1);
+        Instant::now() + cfg.max_session_age + jitter
+    });
+    let mut draining_until: Option<Instant> = None;
     loop {
+        if let Some(until) = draining_until
+            && (session.pending_count() == 0 || Instant::now() >= until)
+        {
+            return EndReason::MaxAge;
+        }
         let hb_deadline = if session.is_stale() {
             last_heartbeat + cfg.dead_after
         } else {
             last_heartbeat + cfg.stale_after.min(cfg.dead_after)
         };
         let ack_deadline = session.pending().next_deadline();
-        let wake = [Some(hb_deadline), ack_deadline, next_ping]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(hb_deadline);
+        let wake = [
+            Some(hb_deadline),
+            ack_deadline,
+            next_ping,
+            age_deadline,
+            draining_until,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(hb_deadline);
         tokio::select! {
             biased;
             _ = session.ended() => {
@@ -152,6 +205,16 @@ async fn drive(
             }
             msg = inbound.message() => match msg {
                 Ok(Some(m)) => {
+                    if !bucket.take(Instant::now()) {
+                        session.metrics.rate_limited();
+                        return EndReason::ProtocolViolation(
+                            Code::ResourceExhausted,
+                            format!(
+                                "message rate above {}/s (burst {}); session ended",
+                                cfg.max_messages_per_second, cfg.message_burst
+                            ),
+                        );
+                    }
                     let is_heartbeat = matches!(m.payload, Some(Payload::Heartbeat(_)));
                     if let Err(reason) = handlers::dispatch(session, m) {
                         return reason;
@@ -190,6 +253,14 @@ async fn drive(
                     warn!(silent_ms = silent.as_millis() as u64, "session stale");
                     session.metrics.stale_changed(true);
                     core.bus.publish(&session.client_id, &session.session_id, EventKind::Stale);
+                }
+                if age_deadline.is_some_and(|t| now >= t) {
+                    age_deadline = None;
+                    draining_until = Some(now + cfg.session_age_grace);
+                    info!("session reached its maximum age; asking the client to reconnect");
+                    let mut cmd = commands::new(commands::disconnect("maximum session age reached; reconnect"));
+                    commands::stamp(&mut cmd, SystemTime::now(), cfg.session_age_grace);
+                    let _ = session.enqueue(cmd, CommandKind::Disconnect, now, None);
                 }
                 if let (Some(at), Some(every)) = (next_ping, ping_every)
                     && now >= at

@@ -96,6 +96,11 @@ impl Session {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// How many wallet balances the session keeps.
+    pub fn snapshot_wallet_count(&self) -> usize {
+        self.state().wallets.len()
+    }
+
     /// A copy of the session's counters.
     pub fn state_counters(&self) -> crate::proto::ClientCounters {
         self.state().counters

@@ -31,6 +31,7 @@ CLIENT_RULES = [
     {"apiGroups": ["crypto.fleet.dev"], "resources": ["cryptoclients/status"],
      "verbs": ["get", "patch"]},
     {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
 ]
 
 
@@ -276,6 +277,7 @@ def test_no_rights_beyond_the_listed_ones(rendered, scenario):
         ("crypto.fleet.dev", "cryptoclients"): {"get", "list", "watch", "patch"},
         ("crypto.fleet.dev", "cryptoclients/status"): {"get", "patch"},
         ("events.k8s.io", "events"): {"create", "patch"},
+        ("", "secrets"): {"get"},
         ("coordination.k8s.io", "leases"): {"get", "create", "update", "patch"},
     }
     for doc in rendered[scenario]:

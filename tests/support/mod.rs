@@ -9,6 +9,9 @@ pub mod fake_kube;
 pub mod cluster;
 pub mod process;
 
+pub mod fake_centrifugo;
+pub mod http;
+
 use crypto_operator::proto::crypto_streaming_service_client::CryptoStreamingServiceClient;
 use crypto_operator::proto::{
     ClientMessage, ClientRegistration, ClientType, CommandAck, ServerCommand,
@@ -70,14 +73,41 @@ pub async fn start(streaming: StreamingConfig) -> Running {
 pub async fn start_on(grpc_addr: std::net::SocketAddr, streaming: StreamingConfig) -> Running {
     server::start(ServerConfig {
         grpc_addr,
-        http_addr: "127.0.0.1:0".parse().unwrap(),
         streaming,
         drain_grace: Duration::from_secs(2),
-        coins: None,
-        cluster: None,
+        ..ServerConfig::default()
     })
     .await
     .expect("server starts")
+}
+
+/// Starts a server on ephemeral loopback ports with the admin API's and
+/// the Centrifugo publisher's settings.
+pub async fn start_with(
+    streaming: StreamingConfig,
+    integrations: crypto_operator::server::Integrations,
+) -> Running {
+    server::start_with(
+        ServerConfig {
+            grpc_addr: "127.0.0.1:0".parse().unwrap(),
+            streaming,
+            drain_grace: Duration::from_secs(2),
+            ..ServerConfig::default()
+        },
+        integrations,
+    )
+    .await
+    .expect("server starts")
+}
+
+/// Waits until `cond` holds, checking every few milliseconds (for state
+/// that has no event to wait on, such as a metric); fails after [`WAIT`].
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// `http://addr`.
@@ -126,11 +156,26 @@ pub async fn open(
     addr: std::net::SocketAddr,
     first: ClientMessage,
 ) -> (mpsc::Sender<ClientMessage>, Streaming<ServerCommand>) {
+    open_with_token(addr, first, None).await
+}
+
+/// Like [`open`], presenting `token` as `authorization: Bearer <token>`.
+pub async fn open_with_token(
+    addr: std::net::SocketAddr,
+    first: ClientMessage,
+    token: Option<&str>,
+) -> (mpsc::Sender<ClientMessage>, Streaming<ServerCommand>) {
     let mut client = operator(addr).await.max_decoding_message_size(4 << 20);
     let (tx, rx) = mpsc::channel(64);
     tx.send(first).await.unwrap();
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    if let Some(t) = token {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
     let inbound = client
-        .connect_client(ReceiverStream::new(rx))
+        .connect_client(request)
         .await
         .expect("stream opens")
         .into_inner();
@@ -145,7 +190,25 @@ impl RawClient {
 
     /// Connects and registers as `client_id` of type `kind`.
     pub async fn connect_as(addr: std::net::SocketAddr, client_id: &str, kind: ClientType) -> Self {
-        let (tx, mut inbound) = open(addr, msg(client_id, register(kind))).await;
+        Self::connect_with(addr, client_id, kind, None).await
+    }
+
+    /// Connects with a bearer token.
+    pub async fn connect_with_token(
+        addr: std::net::SocketAddr,
+        client_id: &str,
+        token: &str,
+    ) -> Self {
+        Self::connect_with(addr, client_id, ClientType::WalletSyncer, Some(token)).await
+    }
+
+    async fn connect_with(
+        addr: std::net::SocketAddr,
+        client_id: &str,
+        kind: ClientType,
+        token: Option<&str>,
+    ) -> Self {
+        let (tx, mut inbound) = open_with_token(addr, msg(client_id, register(kind)), token).await;
         let first = tokio::time::timeout(WAIT, inbound.message())
             .await
             .expect("registered in time")

@@ -92,4 +92,7 @@ cluster-wide (ClusterRole) or per watched namespace (Role).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
 {{- end }}

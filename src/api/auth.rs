@@ -1,0 +1,190 @@
+//! Bearer-token authentication of the admin API: the token comes from a
+//! flag, an environment variable or a file; only its SHA-256 digest is
+//! kept, and a presented token is compared digest to digest in constant
+//! time, so neither its content nor its length shows in the timing.
+
+use super::error::ApiError;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Longest token accepted.
+pub const MAX_TOKEN_LEN: usize = 4096;
+
+/// Tokens shorter than this are accepted with a warning.
+pub const SHORT_TOKEN_LEN: usize = 16;
+
+/// The admin API's bearer token (only its digest is kept).
+#[derive(Clone)]
+pub struct AdminToken {
+    digest: Arc<[u8; 32]>,
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
+    }
+}
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+impl AdminToken {
+    /// A token: 1 to 4096 visible ASCII characters (what an HTTP header
+    /// can carry), no spaces.
+    pub fn new(token: &str) -> Result<Self, String> {
+        if token.is_empty() {
+            return Err("the admin token is empty".into());
+        }
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(format!(
+                "the admin token is longer than {MAX_TOKEN_LEN} characters"
+            ));
+        }
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("the admin token must be visible ASCII characters without spaces".into());
+        }
+        Ok(Self {
+            digest: Arc::new(digest(token.as_bytes())),
+        })
+    }
+
+    /// The token in `path`; surrounding whitespace (the usual trailing
+    /// newline of a Secret file) is ignored.
+    pub fn from_file(path: &Path) -> Result<Self, String> {
+        Self::new(&read_token_file(path)?).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The token from `--admin-token` or `--admin-token-file` (at most
+    /// one), or `None` when neither is given.
+    pub fn resolve(token: Option<&str>, file: Option<&Path>) -> Result<Option<Self>, String> {
+        let (token, short) = match (token, file) {
+            (Some(_), Some(_)) => {
+                return Err("give either --admin-token (CRYPTO_ADMIN_TOKEN) or --admin-token-file (CRYPTO_ADMIN_TOKEN_FILE), not both".into());
+            }
+            (Some(t), None) => (Self::new(t)?, t.len() < SHORT_TOKEN_LEN),
+            (None, Some(p)) => {
+                let text = read_token_file(p)?;
+                let t = Self::new(&text).map_err(|e| format!("{}: {e}", p.display()))?;
+                (t, text.len() < SHORT_TOKEN_LEN)
+            }
+            (None, None) => return Ok(None),
+        };
+        if short {
+            tracing::warn!(
+                "the admin token is shorter than {SHORT_TOKEN_LEN} characters; use a long random one (e.g. `openssl rand -hex 32`)"
+            );
+        }
+        Ok(Some(token))
+    }
+
+    /// Whether `presented` is the token (constant time).
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        constant_time_eq(&digest(presented), &self.digest[..])
+    }
+}
+
+/// The trimmed content of a token file.
+fn read_token_file(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_owned())
+        .map_err(|e| format!("cannot read admin token file {}: {e}", path.display()))
+}
+
+/// Compares two byte strings in time that depends only on their lengths
+/// (callers compare fixed-length digests, so not even on that).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+/// The token of an `Authorization: Bearer <token>` header (scheme
+/// case-insensitive); `None` when there is no such header.
+fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
+    let v = headers.get(header::AUTHORIZATION)?.as_bytes();
+    let (scheme, rest) = v.split_at(v.iter().position(|&b| b == b' ')?);
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        return None;
+    }
+    let start = rest.iter().position(|&b| b != b' ')?;
+    Some(&rest[start..])
+}
+
+/// Middleware: lets a request through only with the right bearer token;
+/// anything else is answered 401 before any handler (or body parsing)
+/// runs.
+pub(crate) async fn require_token(
+    State(token): State<AdminToken>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match bearer(req.headers()) {
+        Some(t) if token.matches(t) => next.run(req).await,
+        Some(_) => ApiError::unauthorized("wrong bearer token", true).into_response(),
+        None => ApiError::unauthorized(
+            "missing bearer token: send `Authorization: Bearer <admin token>`",
+            false,
+        )
+        .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn compares_tokens_and_parses_bearer_headers() {
+        let t = AdminToken::new("s3cret-token-0123456789").unwrap();
+        assert!(t.matches(b"s3cret-token-0123456789"));
+        assert!(!t.matches(b"s3cret-token-012345678"));
+        assert!(!t.matches(b""));
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+
+        let mut h = HeaderMap::new();
+        assert_eq!(bearer(&h), None);
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer abc"),
+        );
+        assert_eq!(bearer(&h), Some(&b"abc"[..]));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("bearer   abc"),
+        );
+        assert_eq!(bearer(&h), Some(&b"abc"[..]));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert_eq!(bearer(&h), None);
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer"));
+        assert_eq!(bearer(&h), None);
+    }
+
+    #[test]
+    fn tokens_come_from_a_flag_or_a_file_not_both() {
+        assert!(AdminToken::new("").is_err());
+        assert!(AdminToken::new("has space").is_err());
+        assert!(AdminToken::new(&"x".repeat(MAX_TOKEN_LEN + 1)).is_err());
+        let dir = std::env::temp_dir().join(format!("crypto-admin-token-{}", std::process::id()));
+        std::fs::write(&dir, "from-a-file-0123456789\n").unwrap();
+        let t = AdminToken::resolve(None, Some(&dir)).unwrap().unwrap();
+        assert!(t.matches(b"from-a-file-0123456789"));
+        assert!(AdminToken::resolve(Some("x"), Some(&dir)).is_err());
+        assert!(AdminToken::resolve(None, None).unwrap().is_none());
+        std::fs::write(&dir, "\n").unwrap();
+        assert!(AdminToken::resolve(None, Some(&dir)).is_err());
+        std::fs::remove_file(&dir).unwrap();
+        let missing = AdminToken::resolve(None, Some(Path::new("/nonexistent/token")));
+        assert!(missing.unwrap_err().contains("/nonexistent/token"));
+    }
+}

@@ -1,0 +1,217 @@
+//! The admin API's handlers and the route table they are served and
+//! documented from.
+
+use super::ApiState;
+use super::endpoint::{JsonBody, Meta, NoBody, PathParams, Reply, ResponseDoc, Route, route};
+use super::error::ApiError;
+use super::proto_json::{ClientInfo, ListClientsResponse};
+use super::types::{CommandAccepted, CommandDone, CommandReply, CommandRequest};
+use crate::handlers::snapshot;
+use axum::http::{Method, StatusCode};
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Serialize, Serializer};
+use std::borrow::Cow;
+use std::sync::Arc;
+use tracing::{Instrument, info, info_span, warn};
+
+/// Every route below `/api/v1`.
+pub(crate) fn routes() -> Vec<Route> {
+    vec![
+        route(
+            Meta {
+                method: Method::GET,
+                path: "/clients",
+                operation_id: "listClients",
+                summary: "List connected clients",
+                description: "A snapshot of every connected session, sorted by client id.",
+                errors: &[],
+            },
+            list_clients,
+        ),
+        route(
+            Meta {
+                method: Method::GET,
+                path: "/clients/{id}",
+                operation_id: "getClient",
+                summary: "Get one client",
+                description: "The session snapshot of one client: registration, state, last \
+                              heartbeat, ping round-trip time, counters, wallets, pending commands.",
+                errors: &[(404, "The client is not connected.")],
+            },
+            get_client,
+        ),
+        route(
+            Meta {
+                method: Method::POST,
+                path: "/clients/{id}/commands",
+                operation_id: "sendCommand",
+                summary: "Send a command to a client",
+                description: "Queues a command for the client and answers 202 with its id, or, \
+                              with `wait`, waits for the client's ack and answers 200 with it. \
+                              In cluster mode, pause, resume and update_config of a client \
+                              managed by a CryptoClient resource are refused (409): change the \
+                              resource instead.",
+                errors: &[
+                    (400, "The body is not a valid command."),
+                    (404, "The client is not connected."),
+                    (
+                        409,
+                        "The field is managed by a CryptoClient resource (named in the message).",
+                    ),
+                    (413, "The body is larger than 64 KiB."),
+                    (
+                        429,
+                        "The client's command queue or pending-ack table is full; retry later.",
+                    ),
+                    (
+                        503,
+                        "With `wait`: the session ended before the ack arrived.",
+                    ),
+                    (504, "With `wait`: no ack within `timeout_ms`."),
+                ],
+            },
+            send_command,
+        ),
+        route(
+            Meta {
+                method: Method::GET,
+                path: "/openapi.json",
+                operation_id: "getOpenApi",
+                summary: "This document",
+                description: "The OpenAPI 3.0 document of this API, generated from the \
+                              handlers' request and response types.",
+                errors: &[],
+            },
+            openapi,
+        ),
+    ]
+}
+
+impl Reply for ListClientsResponse {
+    fn responses() -> Vec<ResponseDoc> {
+        vec![ResponseDoc::of::<Self>(
+            StatusCode::OK,
+            "Every connected client.",
+        )]
+    }
+}
+
+impl Reply for ClientInfo {
+    fn responses() -> Vec<ResponseDoc> {
+        vec![ResponseDoc::of::<Self>(
+            StatusCode::OK,
+            "The client's session snapshot.",
+        )]
+    }
+}
+
+impl Reply for CommandReply {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::Accepted(_) => StatusCode::ACCEPTED,
+            Self::Done(_) => StatusCode::OK,
+        }
+    }
+    fn responses() -> Vec<ResponseDoc> {
+        vec![
+            ResponseDoc::of::<CommandDone>(
+                StatusCode::OK,
+                "With `wait`: the client acked (`ack.success` says whether it carried the command out).",
+            ),
+            ResponseDoc::of::<CommandAccepted>(
+                StatusCode::ACCEPTED,
+                "Without `wait`: the command is queued.",
+            ),
+        ]
+    }
+}
+
+/// The OpenAPI document (served as generated).
+pub(crate) struct OpenApiDocument(pub(crate) Arc<serde_json::Value>);
+
+impl Serialize for OpenApiDocument {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl JsonSchema for OpenApiDocument {
+    fn schema_name() -> Cow<'static, str> {
+        "OpenApiDocument".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "object",
+            "description": "An OpenAPI 3.0 document."
+        })
+    }
+}
+
+impl Reply for OpenApiDocument {
+    fn responses() -> Vec<ResponseDoc> {
+        vec![ResponseDoc::of::<Self>(StatusCode::OK, "This document.")]
+    }
+}
+
+async fn list_clients(
+    st: ApiState,
+    _: PathParams,
+    _: NoBody,
+) -> Result<ListClientsResponse, ApiError> {
+    let clients = st
+        .handle
+        .sessions()
+        .iter()
+        .map(|s| ClientInfo::from(&snapshot(s)))
+        .collect();
+    Ok(ListClientsResponse { clients })
+}
+
+async fn get_client(st: ApiState, p: PathParams, _: NoBody) -> Result<ClientInfo, ApiError> {
+    let id = p.get("id");
+    let session = st
+        .handle
+        .session(id)
+        .ok_or_else(|| ApiError::not_connected(id))?;
+    Ok(ClientInfo::from(&snapshot(&session)))
+}
+
+async fn send_command(
+    st: ApiState,
+    p: PathParams,
+    JsonBody(req): JsonBody<CommandRequest>,
+) -> Result<CommandReply, ApiError> {
+    let client_id = p.get("id").to_owned();
+    let (command, timeout) = req.to_command()?;
+    let command_id = command.command_id.clone();
+    let span = info_span!("api_command", client_id = %client_id, command_id = %command_id, kind = ?req.kind);
+    async move {
+        let pending = st
+            .handle
+            .send_checked(&client_id, command, timeout)
+            .map_err(|s| {
+                warn!(error = %s.message(), "command refused");
+                ApiError::from_status(&s)
+            })?;
+        info!(wait = req.wait, "command queued");
+        if !req.wait {
+            // The session tracks the ack and its timeout; nobody waits here.
+            drop(pending);
+            return Ok(CommandReply::Accepted(CommandAccepted { command_id }));
+        }
+        let ack = pending.ack().await.map_err(|e| {
+            warn!(error = %e, "command failed");
+            ApiError::from_command(e)
+        })?;
+        Ok(CommandReply::Done(CommandDone {
+            command_id,
+            ack: (&ack).into(),
+        }))
+    }
+    .instrument(span)
+    .await
+}
+
+async fn openapi(st: ApiState, _: PathParams, _: NoBody) -> Result<OpenApiDocument, ApiError> {
+    Ok(OpenApiDocument(st.document.clone()))
+}
