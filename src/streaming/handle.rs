@@ -198,15 +198,12 @@ impl StreamingHandle {
         mut command: ServerCommand,
         timeout: Option<Duration>,
     ) -> Result<PendingCommand, CommandError> {
-        let kind = commands::prepare(
-            &mut command,
-            SystemTime::now(),
-            self.core.config.ack_timeout,
-        )?;
+        // The command expires when its ack deadline passes.
+        let timeout = timeout.unwrap_or(self.core.config.ack_timeout);
+        let kind = commands::prepare(&mut command, SystemTime::now(), timeout)?;
         let session = self
             .session(client_id)
             .ok_or_else(|| CommandError::NotConnected(client_id.to_owned()))?;
-        let timeout = timeout.unwrap_or(self.core.config.ack_timeout);
         let deadline = Instant::now() + timeout;
         let (tx, rx) = oneshot::channel();
         let command_id = command.command_id.clone();
