@@ -748,11 +748,17 @@ async fn a_command_expires_with_its_own_ack_deadline() {
     let server = start(calm_config()).await;
     let mut c = RawClient::connect(server.grpc_addr, "expiry").await;
     let mut op = operator(server.grpc_addr).await;
-    let call = tokio::spawn(async move { op.execute_command_sync(exec("expiry", commands::ping(), 45_000)).await });
+    let call = tokio::spawn(async move {
+        op.execute_command_sync(exec("expiry", commands::ping(), 45_000))
+            .await
+    });
     let cmd = c.command().await;
     let issued = crypto_operator::time::system_time(cmd.issued_at.as_ref().unwrap()).unwrap();
     let expires = crypto_operator::time::system_time(cmd.expires_at.as_ref().unwrap()).unwrap();
-    assert_eq!(expires.duration_since(issued).unwrap(), Duration::from_secs(45));
+    assert_eq!(
+        expires.duration_since(issued).unwrap(),
+        Duration::from_secs(45)
+    );
     c.ack(&cmd.command_id, true).await;
     assert!(call.await.unwrap().unwrap().into_inner().success);
     server.stop().await.unwrap();

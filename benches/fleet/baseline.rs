@@ -20,7 +20,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, oneshot};
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status, Streaming};
 
 /// The same per-client queue and ack deadline as the real server's defaults.
@@ -201,14 +202,13 @@ pub fn main() -> ! {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("SIGTERM handler");
         let stop = tokio_util::sync::CancellationToken::new();
+        // `Server::tcp_nodelay` is ignored for an incoming stream; set it on
+        // the incoming itself, as `Server::serve` (tonic's default) does.
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let server = tokio::spawn(
             tonic::transport::Server::builder()
-                .tcp_nodelay(true)
                 .add_service(CryptoStreamingServiceServer::new(Bare::default()))
-                .serve_with_incoming_shutdown(
-                    TcpListenerStream::new(listener),
-                    stop.clone().cancelled_owned(),
-                ),
+                .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned()),
         );
         eprintln!("baseline serving grpc_addr={addr}");
         term.recv().await;
