@@ -67,7 +67,11 @@ fn parse_args() -> Result<Args, String> {
         subscribers: if smoke { 20 } else { 1000 },
         updates: if smoke { 100 } else { 1000 },
         symbols: 4,
-        rates: if smoke { vec![100, 0] } else { vec![100, 250, 500, 1000, 0] },
+        rates: if smoke {
+            vec![100, 0]
+        } else {
+            vec![100, 250, 500, 1000, 0]
+        },
         per_connection: if smoke { 10 } else { 100 },
     };
     let mut it = std::env::args().skip(1);
