@@ -17,8 +17,9 @@
 //!    status writes per second while every client heartbeats each second,
 //!    next to the throttle's bound N / `--status-heartbeat-interval`.
 //!
-//! Run: `cargo bench --bench fleet -- --clients 1000,10000` (flags:
-//! `--help`). `cargo test` runs this target without `--bench`: that is the
+//! Run: `cargo bench --bench fleet -- --clients 1000,10000 --repeat 3`
+//! (flags: `--help`; `--candidate PATH` adds a second operator build to the
+//! rotation for before/after comparisons; results in docs/BENCHMARKS.md). `cargo test` runs this target without `--bench`: that is the
 //! smoke mode (20 clients, every scenario, a few seconds), which fails when
 //! a scenario produces no figures or a process does not exit cleanly.
 //!

@@ -607,78 +607,86 @@ async fn run(args: Args) -> Result<Vec<String>, String> {
     let dir = std::env::temp_dir().join(format!("crypto-fleet-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let mut issues = Vec::new();
-    for &n in &args.clients {
-        if args.scenarios.standalone() {
-            let (mut all_ours, mut all_base, mut all_cand) = (Vec::new(), Vec::new(), Vec::new());
-            for rep in 0..args.repeat {
-                // Alternate which server goes first, against drift.
-                let mut order = vec![Kind::Baseline, Kind::Ours, Kind::Candidate];
-                if rep % 2 == 1 {
-                    order.reverse();
+    let outcome: Result<(), String> = async {
+        for &n in &args.clients {
+            if args.scenarios.standalone() {
+                let (mut all_ours, mut all_base, mut all_cand) =
+                    (Vec::new(), Vec::new(), Vec::new());
+                for rep in 0..args.repeat {
+                    // Alternate which server goes first, against drift.
+                    let mut order = vec![Kind::Baseline, Kind::Ours, Kind::Candidate];
+                    if rep % 2 == 1 {
+                        order.reverse();
+                    }
+                    for kind in order {
+                        if (kind == Kind::Baseline && args.only_ours)
+                            || (kind == Kind::Candidate && args.candidate.is_none())
+                        {
+                            continue;
+                        }
+                        let r = standalone(kind, n, &args, &dir).await?;
+                        issues.extend(problems(kind.name(), n, &args, &r));
+                        if args.repeat > 1 {
+                            summary(&format!("run {} {}", rep + 1, kind.name()), &r);
+                        }
+                        match kind {
+                            Kind::Ours => all_ours.push(r),
+                            Kind::Baseline => all_base.push(r),
+                            Kind::Candidate => all_cand.push(r),
+                        }
+                    }
                 }
-                for kind in order {
-                    if (kind == Kind::Baseline && args.only_ours)
-                        || (kind == Kind::Candidate && args.candidate.is_none())
-                    {
-                        continue;
-                    }
-                    let r = standalone(kind, n, &args, &dir).await?;
-                    issues.extend(problems(kind.name(), n, &args, &r));
-                    if args.repeat > 1 {
-                        summary(&format!("run {} {}", rep + 1, kind.name()), &r);
-                    }
-                    match kind {
-                        Kind::Ours => all_ours.push(r),
-                        Kind::Baseline => all_base.push(r),
-                        Kind::Candidate => all_cand.push(r),
-                    }
-                }
-            }
-            let ours = report::median(&all_ours);
-            let base = if args.only_ours {
-                LoadReport::default()
-            } else {
-                report::median(&all_base)
-            };
-            println!(
-                "### {n} clients{}",
-                if args.repeat > 1 {
-                    format!(" (medians of {} runs each)", args.repeat)
+                let ours = report::median(&all_ours);
+                let base = if args.only_ours {
+                    LoadReport::default()
                 } else {
-                    String::new()
+                    report::median(&all_base)
+                };
+                println!(
+                    "### {n} clients{}",
+                    if args.repeat > 1 {
+                        format!(" (medians of {} runs each)", args.repeat)
+                    } else {
+                        String::new()
+                    }
+                );
+                println!();
+                let cand = (!all_cand.is_empty())
+                    .then(|| report::rows(n, &report::median(&all_cand), &base));
+                report::print_with(&report::rows(n, &ours, &base), cand.as_deref());
+                println!();
+                details("ours", &ours);
+                if !all_cand.is_empty() {
+                    details("candidate", &report::median(&all_cand));
                 }
-            );
-            println!();
-            let cand =
-                (!all_cand.is_empty()).then(|| report::rows(n, &report::median(&all_cand), &base));
-            report::print_with(&report::rows(n, &ours, &base), cand.as_deref());
-            println!();
-            details("ours", &ours);
-            if !all_cand.is_empty() {
-                details("candidate", &report::median(&all_cand));
+                if !args.only_ours {
+                    details("baseline", &base);
+                }
             }
-            if !args.only_ours {
-                details("baseline", &base);
-            }
-        }
-        if args.scenarios.status {
-            let s = status(n, &args, &dir).await?;
-            if s.writes == 0 || s.heartbeats == 0 {
-                issues.push(format!("status, {n} clients: no figures ({s:?})"));
-            }
-            println!();
-            report::print(&[report::status_row(&s)]);
-            println!(
-                "- {} status writes in {:.1} s; allowed with one edge write per client: {}; \
+            if args.scenarios.status {
+                let s = status(n, &args, &dir).await?;
+                if s.writes == 0 || s.heartbeats == 0 {
+                    issues.push(format!("status, {n} clients: no figures ({s:?})"));
+                }
+                println!();
+                report::print(&[report::status_row(&s)]);
+                println!(
+                    "- {} status writes in {:.1} s; allowed with one edge write per client: {}; \
                  {} heartbeats sent; every resource Connected {:.1} s after the clients were",
-                s.writes,
-                s.window.as_secs_f64(),
-                s.allowed_writes,
-                s.heartbeats,
-                s.converge.as_secs_f64()
-            );
+                    s.writes,
+                    s.window.as_secs_f64(),
+                    s.allowed_writes,
+                    s.heartbeats,
+                    s.converge.as_secs_f64()
+                );
+            }
+            println!();
         }
-        println!();
+        Ok(())
+    }
+    .await;
+    if let Err(e) = outcome {
+        return Err(format!("{e}\n(server logs kept in {})", dir.display()));
     }
     println!("- load average at the end: {}", loadavg());
     if issues.is_empty() {
