@@ -144,8 +144,11 @@ async fn lead(
         status_every: cfg.status_heartbeat_interval,
         stop: term.clone(),
     });
-    ctx.tasks
-        .spawn(bridge::run(ctx.clone(), handle.subscribe(), term.clone()));
+    ctx.tasks.spawn(bridge::run(
+        ctx.clone(),
+        handle.subscribe_to(crate::streaming::Interest::Lifecycle),
+        term.clone(),
+    ));
 
     let ar = ApiResource::erase::<CryptoClient>(&());
     let mut controllers = Vec::new();

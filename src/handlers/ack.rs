@@ -29,7 +29,11 @@ pub(crate) fn handle(session: &Session, ack: &CommandAck) -> Result<(), EndReaso
     if p.kind == CommandKind::Ping {
         session.record_ping_rtt(p.sent.elapsed());
     }
-    info!(command_id = %id, kind = %p.kind, success = ack.success, "command acked");
+    if ack.success {
+        debug!(command_id = %id, kind = %p.kind, "command acked");
+    } else {
+        info!(command_id = %id, kind = %p.kind, message = %ack.message, "command failed by the client");
+    }
     session.finish(
         id,
         p.kind,

@@ -80,6 +80,13 @@ pub(crate) fn dispatch(session: &Session, mut msg: ClientMessage) -> Result<(), 
             session.metrics.text_truncated();
         }
     }
+    let publish = session.bus.wants_message(msg.payload.as_ref());
+    if !publish && matches!(msg.payload, Some(Payload::WalletUpdate(_))) {
+        let Some(Payload::WalletUpdate(w)) = msg.payload else {
+            unreachable!()
+        };
+        return records::wallet_update_owned(session, w);
+    }
     match &msg.payload {
         None => return Err(violation(Code::InvalidArgument, "message has no payload")),
         Some(Payload::Register(_)) => {
@@ -97,7 +104,7 @@ pub(crate) fn dispatch(session: &Session, mut msg: ClientMessage) -> Result<(), 
         Some(Payload::Log(l)) => records::log(session, l),
         Some(Payload::Price(p)) => records::price(session, p)?,
     }
-    if session.bus.active() {
+    if publish {
         session.bus.publish(
             &session.client_id,
             &session.session_id,

@@ -58,6 +58,35 @@ pub(crate) fn wallet_update(session: &Session, w: &WalletUpdate) -> Result<(), E
     Ok(())
 }
 
+/// [`wallet_update`] for an update nobody else needs: moved into the
+/// state, no clones (allocates only the key of a wallet seen first).
+pub(crate) fn wallet_update_owned(session: &Session, mut w: WalletUpdate) -> Result<(), EndReason> {
+    if w.wallet_id.is_empty() {
+        return Err(EndReason::ProtocolViolation(
+            Code::InvalidArgument,
+            "wallet_update.wallet_id is required".into(),
+        ));
+    }
+    let mut st = session.state();
+    st.counters.wallet_updates += 1;
+    let key = (
+        std::mem::take(&mut w.wallet_id),
+        std::mem::take(&mut w.asset),
+    );
+    if let Some(slot) = st.wallets.get_mut(&key) {
+        (w.wallet_id, w.asset) = key;
+        *slot = w;
+    } else if st.wallets.len() < st.max_wallets {
+        (w.wallet_id, w.asset) = key.clone();
+        st.wallets.insert(key, w);
+    } else {
+        st.counters.wallets_dropped += 1;
+        drop(st);
+        debug!(wallet_id = %key.0, "wallet limit reached; balance not kept");
+    }
+    Ok(())
+}
+
 /// Counts a transaction (it reaches subscribers through the event bus).
 pub(crate) fn transaction(session: &Session, t: &Transaction) {
     session.state().counters.transactions += 1;

@@ -360,7 +360,7 @@ pub async fn start_with(
             .map_err(ServerError::Http)
     };
 
-    market.start(handle.subscribe());
+    market.start(handle.subscribe_to(crate::streaming::Interest::Prices));
     info!(%grpc_addr, %http_addr, "serving");
     let task = {
         let handle = handle.clone();

@@ -5,8 +5,10 @@
 
 use super::{AckOutcome, EndReason};
 use crate::commands::CommandKind;
+use crate::proto::client_message::Payload;
 use crate::proto::{ClientMessage, ClientRegistration};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 use tokio::sync::broadcast;
 
@@ -54,17 +56,74 @@ pub enum EventKind {
     },
 }
 
+/// What a subscriber needs; events nobody needs are never built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interest {
+    /// Every event.
+    All,
+    /// Connected, Disconnected, Stale, Fresh.
+    Lifecycle,
+    /// `price` messages.
+    Prices,
+}
+
+#[derive(Default)]
+struct Interests {
+    all: AtomicUsize,
+    lifecycle: AtomicUsize,
+    prices: AtomicUsize,
+}
+
+impl Interests {
+    fn counter(&self, i: Interest) -> &AtomicUsize {
+        match i {
+            Interest::All => &self.all,
+            Interest::Lifecycle => &self.lifecycle,
+            Interest::Prices => &self.prices,
+        }
+    }
+
+    fn any(&self, i: Interest) -> bool {
+        self.counter(i).load(Ordering::Relaxed) > 0
+    }
+}
+
 /// The publishing side of the bus.
 #[derive(Clone)]
 pub(crate) struct EventBus {
     tx: broadcast::Sender<Arc<Event>>,
     lost: prometheus::IntCounter,
+    interests: Arc<Interests>,
 }
 
 impl EventBus {
     pub(crate) fn new(capacity: usize, lost: prometheus::IntCounter) -> Self {
         let (tx, _) = broadcast::channel(capacity.max(1));
-        Self { tx, lost }
+        Self {
+            tx,
+            lost,
+            interests: Arc::default(),
+        }
+    }
+
+    /// Whether a subscriber needs a `Message` event with this payload.
+    pub(crate) fn wants_message(&self, payload: Option<&Payload>) -> bool {
+        self.interests.any(Interest::All)
+            || (matches!(payload, Some(Payload::Price(_))) && self.interests.any(Interest::Prices))
+    }
+
+    fn wants(&self, kind: &EventKind) -> bool {
+        if self.interests.any(Interest::All) {
+            return true;
+        }
+        match kind {
+            EventKind::Connected(_)
+            | EventKind::Disconnected(_)
+            | EventKind::Stale
+            | EventKind::Fresh => self.interests.any(Interest::Lifecycle),
+            EventKind::Message(m) => self.wants_message(m.payload.as_ref()),
+            _ => false,
+        }
     }
 
     /// Whether anyone listens (lets callers skip building an event).
@@ -74,7 +133,7 @@ impl EventBus {
 
     /// Publishes without waiting; dropped when nobody listens.
     pub(crate) fn publish(&self, client_id: &Arc<str>, session_id: &Arc<str>, kind: EventKind) {
-        if !self.active() {
+        if !self.active() || !self.wants(&kind) {
             return;
         }
         let _ = self.tx.send(Arc::new(Event {
@@ -85,10 +144,15 @@ impl EventBus {
         }));
     }
 
-    pub(crate) fn subscribe(&self) -> EventSubscriber {
+    pub(crate) fn subscribe(&self, interest: Interest) -> EventSubscriber {
+        self.interests
+            .counter(interest)
+            .fetch_add(1, Ordering::Relaxed);
         EventSubscriber {
             rx: self.tx.subscribe(),
             lost: self.lost.clone(),
+            interests: self.interests.clone(),
+            interest,
         }
     }
 }
@@ -97,6 +161,16 @@ impl EventBus {
 pub struct EventSubscriber {
     rx: broadcast::Receiver<Arc<Event>>,
     lost: prometheus::IntCounter,
+    interests: Arc<Interests>,
+    interest: Interest,
+}
+
+impl Drop for EventSubscriber {
+    fn drop(&mut self) {
+        self.interests
+            .counter(self.interest)
+            .fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl EventSubscriber {

@@ -187,7 +187,13 @@ impl StreamingHandle {
 
     /// Subscribes to the event bus.
     pub fn subscribe(&self) -> EventSubscriber {
-        self.core.bus.subscribe()
+        self.core.bus.subscribe(super::Interest::All)
+    }
+
+    /// Subscribes to the events of one interest only (others may still
+    /// arrive when another subscriber wants everything).
+    pub fn subscribe_to(&self, interest: super::Interest) -> EventSubscriber {
+        self.core.bus.subscribe(interest)
     }
 
     /// Queues `command` for `client_id` and returns at once. `timeout`

@@ -13,7 +13,7 @@ use crate::proto::{
 };
 use std::time::Duration;
 use tonic::{Request, Response, Status, Streaming};
-use tracing::{Instrument, info_span, warn};
+use tracing::{Instrument, debug_span, warn};
 
 /// The gRPC service over a streaming core.
 pub struct StreamingService {
@@ -105,7 +105,7 @@ impl CryptoStreamingService for StreamingService {
     ) -> Result<Response<SendCommandResponse>, Status> {
         self.authorize(&request)?;
         let req = request.into_inner();
-        let span = info_span!("send_command", client_id = %req.client_id, command_id = tracing::field::Empty);
+        let span = debug_span!("send_command", client_id = %req.client_id, command_id = tracing::field::Empty);
         async {
             let command = req
                 .command
@@ -113,10 +113,12 @@ impl CryptoStreamingService for StreamingService {
             let pending = self
                 .handle
                 .send_checked(&req.client_id, command, None)
-                .inspect_err(|e| warn!(error = %e.message(), "command refused"))?;
+                .inspect_err(
+                    |e| warn!(client_id = %req.client_id, error = %e.message(), "command refused"),
+                )?;
             let command_id = pending.command_id.clone();
             tracing::Span::current().record("command_id", command_id.as_str());
-            tracing::info!("command queued");
+            tracing::debug!("command queued");
             // Fire and forget: the session task tracks the ack and its
             // timeout; dropping the receiver only means nobody waits here.
             drop(pending);
@@ -133,7 +135,7 @@ impl CryptoStreamingService for StreamingService {
         self.authorize(&request)?;
         let call_deadline = call_deadline(&request);
         let req = request.into_inner();
-        let span = info_span!("execute_command", client_id = %req.client_id, command_id = tracing::field::Empty);
+        let span = debug_span!("execute_command", client_id = %req.client_id, command_id = tracing::field::Empty);
         async {
             let mut command = req
                 .command
@@ -153,11 +155,13 @@ impl CryptoStreamingService for StreamingService {
             let pending = self
                 .handle
                 .send_checked(&req.client_id, command, Some(timeout))
-                .inspect_err(|e| warn!(error = %e.message(), "command refused"))?;
+                .inspect_err(
+                    |e| warn!(client_id = %req.client_id, error = %e.message(), "command refused"),
+                )?;
             let ack = pending
                 .ack()
                 .await
-                .inspect_err(|e| warn!(error = %e, "command failed"))?;
+                .inspect_err(|e| warn!(client_id = %req.client_id, error = %e, "command failed"))?;
             Ok(Response::new(ack))
         }
         .instrument(span)
