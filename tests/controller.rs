@@ -8,8 +8,7 @@ mod support;
 use crypto_operator::commands;
 use crypto_operator::controller::{ControllerConfig, LeaderConfig};
 use crypto_operator::proto::{
-    ClientType, ExecuteCommandRequest, Heartbeat, SendCommandRequest, client_message::Payload,
-    server_command::Command,
+    ClientType, Heartbeat, SendCommandRequest, client_message::Payload, server_command::Command,
 };
 use crypto_operator::server::{self, ClusterConfig, Running, ServerConfig};
 use crypto_operator::streaming::StreamingConfig;
@@ -373,20 +372,7 @@ async fn operators_cannot_pause_or_configure_a_managed_client_but_can_ping_and_s
         );
     }
     for body in [commands::ping(), commands::sync_wallets(vec![])] {
-        let call = {
-            let mut op = op.clone();
-            tokio::spawn(async move {
-                op.execute_command_sync(ExecuteCommandRequest {
-                    client_id: "managed".into(),
-                    command: Some(commands::new(body)),
-                    timeout_ms: 5_000,
-                })
-                .await
-            })
-        };
-        let cmd = c.command().await;
-        c.ack(&cmd.command_id, true).await;
-        assert!(call.await.unwrap().unwrap().into_inner().success);
+        assert!(execute_acked(running.grpc_addr, &mut c, body).await.success);
     }
     running.stop().await.unwrap();
 }

@@ -54,20 +54,7 @@ async fn metrics_are_valid_exposition_with_every_design_metric_after_a_scripted_
         commands::sync_wallets(vec![]),
         commands::update_config([("a".to_string(), "b".to_string())].into()),
     ] {
-        let call = {
-            let mut op = op.clone();
-            tokio::spawn(async move {
-                op.execute_command_sync(ExecuteCommandRequest {
-                    client_id: "scripted".into(),
-                    command: Some(commands::new(body)),
-                    timeout_ms: 5_000,
-                })
-                .await
-            })
-        };
-        let cmd = c.command().await;
-        c.ack(&cmd.command_id, true).await;
-        assert!(call.await.unwrap().unwrap().into_inner().success);
+        assert!(execute_acked(server.grpc, &mut c, body).await.success);
     }
     // One ack timeout (the server's --ack-timeout is 300 ms).
     let err = op

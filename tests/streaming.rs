@@ -320,15 +320,11 @@ async fn a_second_session_supersedes_the_first_and_fails_its_pending_acks() {
 /// A bystander session that must stay untouched by another client's bad
 /// input: it still answers a command afterwards.
 async fn assert_bystander_fine(server: &crypto_operator::server::Running, c: &mut RawClient) {
-    let mut op = operator(server.grpc_addr).await;
-    let id = c.client_id.clone();
-    let call = tokio::spawn(async move {
-        op.execute_command_sync(exec(&id, commands::ping(), 5_000))
+    assert!(
+        execute_acked(server.grpc_addr, c, commands::ping())
             .await
-    });
-    let cmd = c.command().await;
-    c.ack(&cmd.command_id, true).await;
-    assert!(call.await.unwrap().unwrap().into_inner().success);
+            .success
+    );
 }
 
 #[tokio::test]

@@ -273,6 +273,28 @@ impl RawClient {
     }
 }
 
+/// Runs `ExecuteCommandSync` for `body` against the client `c` while `c`
+/// acks the command with success; returns the ack the operator got.
+pub async fn execute_acked(
+    addr: std::net::SocketAddr,
+    c: &mut RawClient,
+    body: crypto_operator::proto::server_command::Command,
+) -> CommandAck {
+    let mut op = operator(addr).await;
+    let request = crypto_operator::proto::ExecuteCommandRequest {
+        client_id: c.client_id.clone(),
+        command: Some(crypto_operator::commands::new(body)),
+        timeout_ms: 5_000,
+    };
+    let call = tokio::spawn(async move { op.execute_command_sync(request).await });
+    let cmd = c.command().await;
+    c.ack(&cmd.command_id, true).await;
+    call.await
+        .expect("call task")
+        .expect("command acked")
+        .into_inner()
+}
+
 /// Reads `inbound` until it ends; returns the final status.
 pub async fn end_status(inbound: &mut Streaming<ServerCommand>) -> Status {
     loop {
