@@ -25,6 +25,9 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 # Property tests ("fuzzing") run a bounded number of cases.
 export PROPTEST_CASES="${PROPTEST_CASES:-1000}"
+# `cargo test --all-targets` builds examples as test harnesses; the SDK test
+# that runs the example client needs the real example binary.
+cargo build --locked --examples
 cargo test --locked --all-targets
 cargo test --locked --doc
 bash tests/alerts/run.sh

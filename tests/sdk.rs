@@ -241,7 +241,12 @@ async fn the_example_client_stops_updates_while_paused() {
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .unwrap_or_else(|e| panic!("run {}: {e}", example.display()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "run {}: {e} (build it first: `cargo build --examples`; tests/run.sh does)",
+                example.display()
+            )
+        });
     let is_update = |e: &crypto_operator::streaming::Event| matches!(&e.kind, EventKind::Message(m) if matches!(m.payload, Some(Payload::WalletUpdate(_))));
     let is_heartbeat = |e: &crypto_operator::streaming::Event| matches!(&e.kind, EventKind::Message(m) if matches!(m.payload, Some(Payload::Heartbeat(_))));
     wait_event(&mut events, is_update).await;
