@@ -34,6 +34,7 @@ fn controller_config(status_every: Duration) -> ControllerConfig {
         status_heartbeat_interval: status_every,
         leader: None,
         concurrency: 16,
+        api_timeout: crypto_operator::controller::DEFAULT_API_TIMEOUT,
     }
 }
 
@@ -740,4 +741,37 @@ async fn after_a_server_restart_with_spec_changes_every_client_reconnects_and_co
     stop.cancel();
     while tasks.join_next().await.is_some() {}
     again.stop().await.unwrap();
+}
+
+/// An API request that is accepted and never answered cannot hold a
+/// resource hostage: the reconcile gives up after `api_timeout` (counted as
+/// an error) and the client's connect, queued behind it, still converges.
+#[tokio::test]
+async fn an_api_call_that_never_answers_does_not_hold_a_resource() {
+    let fake = FakeKube::start().await;
+    fake.create(cc(NS, "hang-1", json!({}))).unwrap();
+    fake.stall_status_writes(1);
+    let running = start_cluster(
+        &fake,
+        calm_config(),
+        ControllerConfig {
+            api_timeout: Duration::from_secs(1),
+            ..controller_config(Duration::from_secs(30))
+        },
+    )
+    .await;
+    // The first reconcile's status write hangs; the client connects while it does.
+    fake.wait_for_request(|r| r.method == "PATCH" && r.is_status(), WAIT)
+        .await
+        .expect("the first status write");
+    let _c = connect_converged(&fake, running.grpc_addr, "hang-1", "hang-1").await;
+    let text = running.handle.metrics().render();
+    let errors: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("crypto_reconcile_total{result=\"error\"} "))
+        .expect("crypto_reconcile_total{result=\"error\"}")
+        .parse()
+        .unwrap();
+    assert!(errors >= 1.0, "the hung reconcile failed: {errors}");
+    running.stop().await.unwrap();
 }

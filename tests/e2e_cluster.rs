@@ -83,6 +83,7 @@ impl RealCluster {
                     status_heartbeat_interval: Duration::from_secs(30),
                     leader: None,
                     concurrency: 8,
+                    api_timeout: crypto_operator::controller::DEFAULT_API_TIMEOUT,
                 },
             }),
         })

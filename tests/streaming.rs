@@ -759,3 +759,47 @@ async fn a_command_expires_with_its_own_ack_deadline() {
     assert!(call.await.unwrap().unwrap().into_inner().success);
     server.stop().await.unwrap();
 }
+
+fn gauge(server: &crypto_operator::server::Running, name: &str) -> i64 {
+    let text = server.handle.metrics().render();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{name} missing from:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+/// `crypto_commands_pending` counts commands awaiting their ack over every
+/// session and returns to zero on the ack and when a session ends with a
+/// command unacked; `crypto_runtime_tasks_alive` reads the runtime.
+#[tokio::test]
+async fn pending_acks_and_live_tasks_are_exported() {
+    let server = start(calm_config()).await;
+    let mut a = RawClient::connect(server.grpc_addr, "gauge-a").await;
+    let mut b = RawClient::connect(server.grpc_addr, "gauge-b").await;
+    assert_eq!(gauge(&server, "crypto_commands_pending"), 0);
+    assert!(gauge(&server, "crypto_runtime_tasks_alive") > 0);
+    let first = server
+        .handle
+        .send("gauge-a", commands::new(commands::ping()), None)
+        .unwrap();
+    let _second = server
+        .handle
+        .send("gauge-b", commands::new(commands::ping()), None)
+        .unwrap();
+    assert_eq!(gauge(&server, "crypto_commands_pending"), 2);
+    let cmd = a.command().await;
+    assert_eq!(cmd.command_id, first.command_id);
+    a.ack(&cmd.command_id, true).await;
+    assert!(first.ack().await.unwrap().success);
+    assert_eq!(gauge(&server, "crypto_commands_pending"), 1);
+    // b goes away without acking: its pending command fails with the session.
+    let _ = b.command().await;
+    drop(b);
+    eventually("b's session ended", || {
+        server.handle.session("gauge-b").is_none()
+    })
+    .await;
+    assert_eq!(gauge(&server, "crypto_commands_pending"), 0);
+    server.stop().await.unwrap();
+}

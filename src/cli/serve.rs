@@ -229,6 +229,7 @@ impl ClusterArgs {
                 status_heartbeat_interval: self.status_heartbeat_interval,
                 leader,
                 concurrency: self.reconcile_concurrency.max(1),
+                api_timeout: crate::controller::DEFAULT_API_TIMEOUT,
             },
         }))
     }

@@ -31,7 +31,7 @@ pub use auth::SecretAuth;
 pub use decide::{Action as CommandAction, Desired, decide};
 pub use index::ResourceIndex;
 pub use leader::{LeaderConfig, LeaderState};
-pub use run::{ControllerConfig, run};
+pub use run::{ControllerConfig, DEFAULT_API_TIMEOUT, run};
 pub use runtime::{ClientRuntime, SyncTracker};
 pub use status::{Observed, SessionView, compute_status, needs_write};
 
@@ -50,4 +50,7 @@ pub enum Error {
     /// Status could not be serialised.
     #[error("status: {0}")]
     Serialize(#[from] serde_json::Error),
+    /// The reconcile's API calls did not finish in time.
+    #[error("reconcile did not finish within {0:?} (API server slow or unreachable)")]
+    Timeout(std::time::Duration),
 }

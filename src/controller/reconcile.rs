@@ -36,6 +36,7 @@ pub(crate) struct Ctx {
     pub(crate) tasks: TaskTracker,
     pub(crate) triggers: HashMap<Option<String>, mpsc::Sender<ObjectRef<CryptoClient>>>,
     pub(crate) status_every: Duration,
+    pub(crate) api_timeout: Duration,
     pub(crate) stop: tokio_util::sync::CancellationToken,
 }
 
@@ -56,8 +57,14 @@ impl Ctx {
         let Some(r) = self.index.lookup(client_id) else {
             return;
         };
-        if let Err(e) = self.recorder.publish(&ev, &r.object_ref).await {
-            warn!(error = %e, reason = %ev.reason, "could not publish event");
+        match tokio::time::timeout(self.api_timeout, self.recorder.publish(&ev, &r.object_ref))
+            .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, reason = %ev.reason, "could not publish event"),
+            Err(_) => {
+                warn!(reason = %ev.reason, timeout = ?self.api_timeout, "event write timed out")
+            }
         }
     }
 }
@@ -83,7 +90,9 @@ fn view(s: &Session) -> SessionView {
 /// One reconcile.
 pub(crate) async fn reconcile(obj: Arc<CryptoClient>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let started = Instant::now();
-    let result = reconcile_inner(&obj, &ctx).await;
+    let result = tokio::time::timeout(ctx.api_timeout, reconcile_inner(&obj, &ctx))
+        .await
+        .unwrap_or(Err(Error::Timeout(ctx.api_timeout)));
     let metrics = ctx.handle.metrics();
     metrics
         .control

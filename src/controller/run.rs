@@ -37,7 +37,15 @@ pub struct ControllerConfig {
     pub leader: Option<LeaderConfig>,
     /// Reconciles running at once.
     pub concurrency: u16,
+    /// Longest a reconcile (its API calls) or a Kubernetes Event write may
+    /// take; a reconcile past it fails and is retried with backoff, so an
+    /// API request that never answers cannot hold a resource (and every
+    /// wake-up queued behind it) for kube's 295 s read timeout.
+    pub api_timeout: Duration,
 }
+
+/// Default of [`ControllerConfig::api_timeout`].
+pub const DEFAULT_API_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs the control plane until `stop`.
 pub async fn run(
@@ -142,6 +150,7 @@ async fn lead(
         tasks: TaskTracker::new(),
         triggers,
         status_every: cfg.status_heartbeat_interval,
+        api_timeout: cfg.api_timeout,
         stop: term.clone(),
     });
     ctx.tasks.spawn(bridge::run(

@@ -82,8 +82,6 @@ pub struct ClientRuntime {
     pub sync: SyncTracker,
     /// Consecutive reconcile errors (for backoff).
     pub errors: u32,
-    /// The session seen by the last reconcile (for connect events).
-    pub seen_session: Option<String>,
 }
 
 impl ClientRuntime {

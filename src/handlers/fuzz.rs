@@ -4,7 +4,8 @@
 //! and `dispatch` on a real session. Nothing may panic; every refusal must
 //! carry one of the documented status codes; accepted messages are
 //! counted; the session's state stays within its bounds. Failing cases are
-//! kept in `proptest-regressions/` (checked in) and replayed first.
+//! kept in `proptest-regressions/` (checked in) and replayed first; the
+//! hand-picked corpus is replayed by `corpus.rs`.
 
 use super::{ClientState, dispatch};
 use crate::metrics::{ClientIdentity, ClientLabels, Metrics};
@@ -19,7 +20,7 @@ use prost::Message;
 use std::sync::Arc;
 use tonic::Code;
 
-fn session() -> (
+pub(super) fn session() -> (
     Session,
     tokio::sync::mpsc::Receiver<crate::proto::ServerCommand>,
 ) {

@@ -6,6 +6,8 @@
 
 mod ack;
 #[cfg(test)]
+mod corpus;
+#[cfg(test)]
 mod fuzz;
 mod heartbeat;
 mod records;
@@ -81,10 +83,11 @@ pub(crate) fn dispatch(session: &Session, mut msg: ClientMessage) -> Result<(), 
         }
     }
     let publish = session.bus.wants_message(msg.payload.as_ref());
-    if !publish && matches!(msg.payload, Some(Payload::WalletUpdate(_))) {
-        let Some(Payload::WalletUpdate(w)) = msg.payload else {
-            unreachable!()
-        };
+    if !publish
+        && let Some(Payload::WalletUpdate(w)) = msg
+            .payload
+            .take_if(|p| matches!(p, Payload::WalletUpdate(_)))
+    {
         return records::wallet_update_owned(session, w);
     }
     match &msg.payload {

@@ -150,17 +150,26 @@ impl StreamingHandle {
         auth: Arc<dyn ClientAuthenticator>,
     ) -> Self {
         let bus = EventBus::new(config.event_buffer, metrics.events_lost.clone());
-        Self {
-            core: Arc::new(Core {
-                config,
-                registry: Registry::new(),
-                bus,
-                metrics,
-                policy,
-                auth,
-                tasks: TaskTracker::new(),
-            }),
+        let core = Arc::new(Core {
+            config,
+            registry: Registry::new(),
+            bus,
+            metrics,
+            policy,
+            auth,
+            tasks: TaskTracker::new(),
+        });
+        // One core per metrics registry; a second core on the same
+        // registry (tests) keeps the first one's gauges.
+        match super::gauges::CoreGauges::new(Arc::downgrade(&core)) {
+            Ok(g) => {
+                if let Err(e) = core.metrics.registry().register(Box::new(g)) {
+                    tracing::debug!(error = %e, "core gauges not registered");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "core gauges not created"),
         }
+        Self { core }
     }
 
     /// The core's configuration.

@@ -12,6 +12,7 @@ mod auth;
 mod config;
 mod end;
 mod events;
+mod gauges;
 pub(crate) mod handle;
 mod limits;
 mod outbound;

@@ -377,6 +377,12 @@ impl FakeKube {
         st.fail = (n > 0).then_some((n, status));
     }
 
+    /// The next `n` status writes (PATCH on `/status`) are logged and never
+    /// answered (until the server shuts down): an API server that hangs.
+    pub fn stall_status_writes(&self, n: u32) {
+        self.shared.lock().stall_status = n;
+    }
+
     /// Closes every open watch stream abruptly (no ERROR event).
     pub fn drop_watches(&self) {
         self.shared.lock().drop_watches();

@@ -111,6 +111,28 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
         body: &bytes,
     };
 
+    let stalled = {
+        let mut st = shared.lock();
+        let stall = st.stall_status > 0 && method == "PATCH" && path.ends_with("/status");
+        if stall {
+            st.stall_status -= 1;
+            st.log.push(RequestRecord {
+                method: method.clone(),
+                path: path.clone(),
+                query: query.clone(),
+                content_type: content_type.clone(),
+                body: parse_body(&bytes, &request.media_type),
+                status: 0,
+            });
+            st.notify();
+        }
+        stall
+    };
+    if stalled {
+        // An API server that accepted the request and never answers.
+        shared.shutdown.cancelled().await;
+        return json_response(503, &serde_json::json!({"kind": "Status", "code": 503}));
+    }
     let mut st = shared.lock();
     let reply = match st.fail.take() {
         Some((n, code)) => {

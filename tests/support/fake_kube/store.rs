@@ -129,6 +129,8 @@ pub struct Store {
     pub(crate) log: Vec<RequestRecord>,
     /// (requests left, status) for `fail_next`.
     pub(crate) fail: Option<(u32, u16)>,
+    /// Status writes left to leave unanswered (`stall_status_writes`).
+    pub(crate) stall_status: u32,
     pub(crate) open_watches: usize,
     tx: broadcast::Sender<WatchMsg>,
     changed: watch::Sender<u64>,
@@ -145,6 +147,7 @@ impl Store {
             managed: HashMap::new(),
             log: Vec::new(),
             fail: None,
+            stall_status: 0,
             open_watches: 0,
             tx: broadcast::channel(BROADCAST_CAPACITY).0,
             changed,
