@@ -15,17 +15,32 @@
 //! 5. broadcast: a ping to every client at once, until every ack is in;
 //! 6. cluster mode against the fake API server (tests/support/fake_kube):
 //!    status writes per second while every client heartbeats each second,
-//!    next to the throttle's bound N / `--status-heartbeat-interval`.
+//!    next to the throttle's bound N / `--status-heartbeat-interval`;
+//! 7. soak (long, so not part of `all`: `--scenario soak`): every client
+//!    heartbeats once per `--soak-heartbeat-every` and gets one
+//!    `ExecuteCommandSync` per `--soak-command-every` for `--soak-duration`
+//!    (default 10 minutes), on a fresh server each; the server's RSS,
+//!    threads, CPU and (ours) /metrics — clients connected, pending acks,
+//!    tasks alive — are sampled every `--soak-sample-every`, before the
+//!    load and after the clients left, to show whether they stay flat.
 //!
-//! Run: `cargo bench --bench fleet -- --clients 1000,10000 --repeat 3`
+//! Run: `cargo bench --bench fleet -- --clients 1000,10000 --repeat 3`, and
+//! the soak: `cargo bench --bench fleet -- --clients 10000 --scenario soak`
 //! (flags: `--help`; `--candidate PATH` adds a second operator build to the
-//! rotation for before/after comparisons; results in docs/BENCHMARKS.md). `cargo test` runs this target without `--bench`: that is the
-//! smoke mode (20 clients, every scenario, a few seconds), which fails when
-//! a scenario produces no figures or a process does not exit cleanly.
+//! rotation for before/after comparisons; results in docs/BENCHMARKS.md).
+//! `cargo test` runs this target without `--bench`: that is the smoke mode
+//! (20 clients, every scenario including a 2-second soak, a few seconds
+//! each), which fails when a scenario produces no figures or a process
+//! does not exit cleanly.
 //!
 //! Processes: this binary re-executes itself as `--role baseline-server`
 //! and `--role load`; the real server is the `crypto-operator` binary cargo
 //! built alongside. Results go to stdout as Markdown tables.
+//!
+//! Modules: `args` (flags), `orchestrate` (the parent; its child `soak`
+//! runs scenario 7, with `soak_report` for its tables), `load` (the load
+//! process; its child `soak_load` is scenario 7's load), `baseline`,
+//! `report` (figures and the main table), `sys` (/proc, limits, signals).
 
 #[path = "fleet/args.rs"]
 mod args;

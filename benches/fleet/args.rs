@@ -12,6 +12,8 @@ pub struct Scenarios {
     pub ingest: bool,
     pub broadcast: bool,
     pub status: bool,
+    /// The soak (long; not part of `all`).
+    pub soak: bool,
 }
 
 impl Scenarios {
@@ -22,6 +24,7 @@ impl Scenarios {
         ingest: true,
         broadcast: true,
         status: true,
+        soak: false,
     };
 
     /// Whether anything runs against the standalone servers.
@@ -37,20 +40,27 @@ impl Scenarios {
             ingest: false,
             broadcast: false,
             status: false,
+            soak: false,
         };
         for name in list.split(',').map(str::trim) {
             match name {
-                "all" => s = Self::ALL,
+                "all" => {
+                    s = Self {
+                        soak: s.soak,
+                        ..Self::ALL
+                    }
+                }
                 "connect" => s.connect = true,
                 "rtt" => s.rtt = true,
                 "throughput" => s.throughput = true,
                 "ingest" => s.ingest = true,
                 "broadcast" => s.broadcast = true,
                 "status" => s.status = true,
+                "soak" => s.soak = true,
                 other => {
                     return Err(format!(
                         "unknown scenario {other:?} (all, connect, rtt, throughput, ingest, \
-                         broadcast, status)"
+                         broadcast, status; or soak, which `all` leaves out)"
                     ));
                 }
             }
@@ -94,14 +104,26 @@ pub struct Args {
     pub candidate: Option<PathBuf>,
     /// Extra flags for `crypto-operator serve`.
     pub server_flags: Vec<String>,
+    /// Soak: how long the load runs against each server.
+    pub soak_duration: Duration,
+    /// Soak: every client heartbeats once per this period.
+    pub soak_heartbeat_every: Duration,
+    /// Soak: every client gets one `ExecuteCommandSync` per this period.
+    pub soak_command_every: Duration,
+    /// Soak: how often the parent samples the server.
+    pub soak_sample_every: Duration,
 }
 
 pub const USAGE: &str = "\
-usage: cargo bench --bench fleet -- [--clients N[,N…]] [--scenario all|connect|rtt|throughput|ingest|broadcast|status[,…]]
+usage: cargo bench --bench fleet -- [--clients N[,N…]] [--scenario all|connect|rtt|throughput|ingest|broadcast|status|soak[,…]]
          [--duration 5s] [--samples 2000] [--in-flight 1,64,256] [--status-interval 5s] [--status-window 20s]
          [--settle 1s] [--connect-concurrency 128] [--repeat 1] [--server-log info] [--server-flag FLAG]… [--only-ours]
          [--server-bin PATH] [--candidate PATH] [--smoke]
+         [--soak-duration 10m] [--soak-heartbeat-every 1s] [--soak-command-every 1s] [--soak-sample-every 10s]
 --candidate runs a second crypto-operator build in the same rotation (before/after a change).
+soak (not part of all): every client heartbeats once per --soak-heartbeat-every and gets one command per
+--soak-command-every for --soak-duration, on a fresh server each (ours, then the baseline); the server's RSS,
+threads, tasks and pending acks are sampled every --soak-sample-every. --repeat does not apply to it.
 Without --bench on the command line (cargo test runs benches that way) it runs the smoke mode.";
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -138,6 +160,10 @@ impl Args {
             server_bin: None,
             candidate: None,
             server_flags: Vec::new(),
+            soak_duration: Duration::from_secs(600),
+            soak_heartbeat_every: Duration::from_secs(1),
+            soak_command_every: Duration::from_secs(1),
+            soak_sample_every: Duration::from_secs(10),
         }
     }
 
@@ -151,6 +177,14 @@ impl Args {
             status_window: Duration::from_secs(2),
             settle: Duration::from_millis(50),
             connect_concurrency: 20,
+            scenarios: Scenarios {
+                soak: true,
+                ..Scenarios::ALL
+            },
+            soak_duration: Duration::from_secs(2),
+            soak_heartbeat_every: Duration::from_millis(200),
+            soak_command_every: Duration::from_millis(200),
+            soak_sample_every: Duration::from_millis(500),
             ..Self::full()
         }
     }
@@ -184,6 +218,10 @@ impl Args {
                 "--candidate" => a.candidate = Some(PathBuf::from(value()?)),
                 "--repeat" => a.repeat = list(value()?)?[0].max(1),
                 "--only-ours" => a.only_ours = true,
+                "--soak-duration" => a.soak_duration = duration(value()?)?,
+                "--soak-heartbeat-every" => a.soak_heartbeat_every = duration(value()?)?,
+                "--soak-command-every" => a.soak_command_every = duration(value()?)?,
+                "--soak-sample-every" => a.soak_sample_every = duration(value()?)?,
                 "--smoke" | "--bench" => {}
                 "-h" | "--help" => return Err(USAGE.into()),
                 other if bench => return Err(format!("unknown flag {other}\n{USAGE}")),
@@ -195,6 +233,15 @@ impl Args {
         }
         if a.samples == 0 || a.in_flight.contains(&0) || a.status_interval.is_zero() {
             return Err("--samples, --in-flight and --status-interval must be positive".into());
+        }
+        let soak = [
+            a.soak_duration,
+            a.soak_heartbeat_every,
+            a.soak_command_every,
+            a.soak_sample_every,
+        ];
+        if soak.iter().any(Duration::is_zero) {
+            return Err("the --soak-… durations must be positive".into());
         }
         Ok(a)
     }

@@ -2,6 +2,7 @@
 //! one `ConnectClient` stream on its own HTTP/2 connection that acks every
 //! command at once, plus a few operator connections that command them.
 //! Runs the scenarios in order and writes one JSON report line on stdout.
+//! The soak's load side is in `soak_load.rs`.
 
 use super::report::{Broadcast, Ingest, Latency, LoadEvent, LoadReport, Throughput};
 use super::sys;
@@ -24,6 +25,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Status, Streaming};
 
+#[path = "soak_load.rs"]
+pub mod soak_load;
+
 /// What the parent asks the load process to do.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoadConfig {
@@ -43,6 +47,9 @@ pub struct LoadConfig {
     pub in_flight: Vec<usize>,
     pub settle_ms: u64,
     pub connect_concurrency: usize,
+    /// Soak scenario: heartbeats and commands until told to stop.
+    #[serde(default)]
+    pub soak: Option<soak_load::SoakConfig>,
 }
 
 /// The id of client `i`: also a valid Kubernetes object name.
@@ -420,50 +427,88 @@ async fn ingest(
     }
 }
 
-/// Scenario 6's clients: heartbeats every `every`, spread evenly, until a
-/// line (or EOF) arrives on stdin.
-async fn heartbeat_until_stdin(clients: &[Client], every: Duration) -> u64 {
-    let sent = Arc::new(AtomicU64::new(0));
-    let slice = Duration::from_millis(10);
+/// Spreads `n` events per `every` evenly over 10 ms ticks.
+struct Spread {
+    per_tick: f64,
+    owed: f64,
+    tick: tokio::time::Interval,
+}
+
+impl Spread {
+    fn new(n: usize, every: Duration) -> Self {
+        let slice = Duration::from_millis(10);
+        Self {
+            per_tick: n as f64 * slice.as_secs_f64() / every.as_secs_f64(),
+            owed: 0.0,
+            tick: tokio::time::interval(slice),
+        }
+    }
+
+    /// Waits for the next tick; how many events are due at it.
+    async fn next(&mut self) -> usize {
+        self.tick.tick().await;
+        self.owed += self.per_tick;
+        let due = self.owed.floor();
+        self.owed -= due;
+        due as usize
+    }
+}
+
+/// Heartbeats sent, and dropped because the client's request queue was
+/// full.
+#[derive(Default)]
+struct Beats {
+    sent: AtomicU64,
+    dropped: AtomicU64,
+}
+
+/// Starts the task that sends each client a heartbeat every `every`,
+/// spread evenly over the period; runs until aborted.
+fn spawn_heartbeats(clients: &[Client], every: Duration, beats: Arc<Beats>) -> JoinHandle<()> {
     let txs: Vec<(String, mpsc::Sender<ClientMessage>)> = clients
         .iter()
         .map(|c| (c.id.clone(), c.tx.clone()))
         .collect();
-    let beat = {
-        let sent = sent.clone();
-        tokio::spawn(async move {
-            let per_tick = txs.len() as f64 * slice.as_secs_f64() / every.as_secs_f64();
-            let mut tick = tokio::time::interval(slice);
-            let (mut owed, mut next, mut seq) = (0.0f64, 0usize, 0u64);
-            loop {
-                tick.tick().await;
-                owed += per_tick;
-                while owed >= 1.0 {
-                    owed -= 1.0;
-                    let (id, tx) = &txs[next];
-                    if tx
-                        .try_send(message(id, Payload::Heartbeat(Heartbeat { sequence: seq })))
-                        .is_ok()
-                    {
-                        sent.fetch_add(1, Ordering::Relaxed);
-                    }
-                    next += 1;
-                    if next == txs.len() {
-                        next = 0;
-                        seq += 1;
-                    }
+    tokio::spawn(async move {
+        let mut spread = Spread::new(txs.len(), every);
+        let (mut next, mut seq) = (0usize, 0u64);
+        loop {
+            for _ in 0..spread.next().await {
+                let (id, tx) = &txs[next];
+                let beat = message(id, Payload::Heartbeat(Heartbeat { sequence: seq }));
+                let counter = match tx.try_send(beat) {
+                    Ok(()) => &beats.sent,
+                    Err(_) => &beats.dropped,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                next += 1;
+                if next == txs.len() {
+                    next = 0;
+                    seq += 1;
                 }
             }
-        })
-    };
+        }
+    })
+}
+
+/// Waits for a line (or EOF) on stdin: the parent's stop.
+async fn stdin_line() {
     let _ = tokio::task::spawn_blocking(|| {
         let mut line = String::new();
         std::io::stdin().read_line(&mut line)
     })
     .await;
+}
+
+/// Scenario 6's clients: heartbeats every `every`, spread evenly, until a
+/// line (or EOF) arrives on stdin.
+async fn heartbeat_until_stdin(clients: &[Client], every: Duration) -> u64 {
+    let beats = Arc::new(Beats::default());
+    let beat = spawn_heartbeats(clients, every, beats.clone());
+    stdin_line().await;
     beat.abort();
     let _ = beat.await;
-    sent.load(Ordering::Relaxed)
+    beats.sent.load(Ordering::Relaxed)
 }
 
 fn emit(ev: &LoadEvent) {
@@ -506,6 +551,8 @@ async fn run(cfg: LoadConfig) -> Result<LoadReport, String> {
         });
         report.heartbeats =
             heartbeat_until_stdin(&clients, Duration::from_millis(cfg.heartbeat_ms)).await;
+    } else if let Some(soak) = &cfg.soak {
+        report.soak = Some(soak_load::run(&clients, cfg.addr, soak).await?);
     } else {
         let ops = operators(cfg.addr, 4).await?;
         if cfg.rtt {

@@ -1,7 +1,7 @@
 //! The parent process: starts each server as its own process (the real
 //! `crypto-operator serve`, then the bare tonic baseline), drives it from a
 //! separate load process, runs scenario 6 against the fake API server, and
-//! prints the table.
+//! prints the table. The soak's parent side is in `soak.rs`.
 
 use super::args::Args;
 use super::fake_kube::{CRYPTO_GROUP as G, CRYPTO_PLURAL as P, CRYPTO_VERSION as V, FakeKube};
@@ -15,6 +15,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+#[path = "soak.rs"]
+mod soak;
 
 /// Which server a run is against.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -239,6 +242,7 @@ fn load_config(args: &Args, server: &Server, n: usize) -> LoadConfig {
         in_flight: args.in_flight.clone(),
         settle_ms: args.settle.as_millis() as u64,
         connect_concurrency: args.connect_concurrency,
+        soak: None,
     }
 }
 
@@ -248,11 +252,10 @@ fn run_limit(args: &Args, n: usize) -> Duration {
     Duration::from_secs(120) + windows * 3 + Duration::from_millis(n as u64 * 20)
 }
 
-/// Scenarios 1–5 against one server.
-async fn standalone(kind: Kind, n: usize, args: &Args, dir: &Path) -> Result<LoadReport, String> {
-    let name = format!("{} ({n} clients)", kind.name());
-    let log = dir.join(format!("{}-{n}.log", kind.name()));
-    let cmd = match kind {
+/// The command that starts a standalone server of `kind`; `liveness`:
+/// the operator's heartbeat flags.
+fn server_command(kind: Kind, args: &Args, liveness: &[&str]) -> Result<Command, String> {
+    Ok(match kind {
         Kind::Baseline => {
             let mut c = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
             c.args(["--role", "baseline-server"]);
@@ -273,12 +276,10 @@ async fn standalone(kind: Kind, n: usize, args: &Args, dir: &Path) -> Result<Loa
                 "127.0.0.1:0",
                 "--ping-interval",
                 "0s",
-                // No staleness during the run: clients are idle.
-                "--heartbeat-interval",
-                "300s",
                 "--drain-grace",
                 "5s",
             ])
+            .args(liveness)
             .args(&args.server_flags)
             .env("CRYPTO_LOG", server_log(args))
             .env("CRYPTO_LOG_FORMAT", "text")
@@ -291,7 +292,15 @@ async fn standalone(kind: Kind, n: usize, args: &Args, dir: &Path) -> Result<Loa
             .env_remove("KUBECONFIG");
             c
         }
-    };
+    })
+}
+
+/// Scenarios 1–5 against one server.
+async fn standalone(kind: Kind, n: usize, args: &Args, dir: &Path) -> Result<LoadReport, String> {
+    let name = format!("{} ({n} clients)", kind.name());
+    let log = dir.join(format!("{}-{n}.log", kind.name()));
+    // No staleness during the run: clients are idle.
+    let cmd = server_command(kind, args, &["--heartbeat-interval", "300s"])?;
     eprintln!("[fleet] {name}: starting");
     let server = start(cmd, name.clone(), log).await?;
     let mut load = Load::spawn(&load_config(args, &server, n))?;
@@ -319,18 +328,34 @@ fn crypto_client(name: &str) -> serde_json::Value {
     })
 }
 
+/// A plain HTTP/1.0 GET within `limit`; the whole response.
+async fn http_get(addr: SocketAddr, path: &str, limit: Duration) -> Option<String> {
+    let fetch = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+            .await
+            .ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.ok()?;
+        Some(String::from_utf8_lossy(&buf).into_owned())
+    };
+    tokio::time::timeout(limit, fetch).await.ok()?
+}
+
 /// A plain HTTP/1.0 GET; the status code.
 async fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
-    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .await
-        .ok()?;
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
-        .await
-        .ok()?
-        .ok()?;
-    String::from_utf8_lossy(&buf).get(9..12)?.parse().ok()
+    let response = http_get(addr, path, Duration::from_secs(5)).await?;
+    response.get(9..12)?.parse().ok()
+}
+
+/// A plain HTTP/1.0 GET; the body of a 200 response.
+async fn http_body(addr: SocketAddr, path: &str, limit: Duration) -> Option<String> {
+    let response = http_get(addr, path, limit).await?;
+    if response.get(9..12)? != "200" {
+        return None;
+    }
+    let (_, body) = response.split_once("\r\n\r\n")?;
+    Some(body.to_owned())
 }
 
 /// Scenario 6: the operator in cluster mode against the fake API server;
@@ -679,6 +704,9 @@ async fn run(args: Args) -> Result<Vec<String>, String> {
                     s.heartbeats,
                     s.converge.as_secs_f64()
                 );
+            }
+            if args.scenarios.soak {
+                issues.extend(soak::run(n, &args, &dir).await?);
             }
             println!();
         }

@@ -3,6 +3,7 @@
 //! baseline with ratios and the targets.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Latency percentiles, in microseconds.
@@ -76,6 +77,37 @@ pub struct Ingest {
     pub load_cpu_secs: f64,
 }
 
+/// The soak, as the load process saw it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Soak {
+    /// From the first heartbeat and command to the stop.
+    pub secs: f64,
+    pub heartbeats_sent: u64,
+    /// Heartbeats not sent because the client's request queue was full.
+    pub heartbeats_dropped: u64,
+    /// `ExecuteCommandSync` calls acked.
+    pub commands_ok: u64,
+    /// Failed calls by gRPC code.
+    pub commands_failed: BTreeMap<String, u64>,
+    /// Commands not issued because every in-flight slot was taken.
+    pub commands_skipped: u64,
+    /// The bound on calls in flight.
+    pub in_flight_bound: usize,
+    /// Calls still in flight when the load stopped waiting for them.
+    pub in_flight_abandoned: usize,
+    /// Round trips of the acked calls (percentiles over a bounded
+    /// reservoir; the max is exact).
+    pub latency: Latency,
+    /// The load process's own CPU over `secs`.
+    pub load_cpu_secs: f64,
+}
+
+impl Soak {
+    pub fn failed(&self) -> u64 {
+        self.commands_failed.values().sum()
+    }
+}
+
 /// Everything one load process measured against one server.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct LoadReport {
@@ -98,6 +130,8 @@ pub struct LoadReport {
     pub ingest: Option<Ingest>,
     /// Status scenario: heartbeats the clients sent.
     pub heartbeats: u64,
+    #[serde(default)]
+    pub soak: Option<Soak>,
     /// Streams that ended with OK after the clients closed their side.
     pub closed_clean: usize,
     pub closed_other: usize,
@@ -178,6 +212,7 @@ pub fn median(rs: &[LoadReport]) -> LoadReport {
             load_cpu_secs: med(is.iter().map(|i| i.load_cpu_secs).collect()),
         }),
         heartbeats: rs.iter().map(|r| r.heartbeats).sum(),
+        soak: rs.iter().find_map(|r| r.soak.clone()),
         closed_clean: rs.iter().map(|r| r.closed_clean).min().unwrap_or(0),
         closed_other: rs.iter().map(|r| r.closed_other).sum(),
     }
@@ -187,8 +222,8 @@ pub fn median(rs: &[LoadReport]) -> LoadReport {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum LoadEvent {
-    /// Status scenario: every client is connected and heartbeating; the
-    /// load waits for a line on stdin before it stops.
+    /// Status and soak scenarios: every client is connected and the load
+    /// is running; it waits for a line on stdin before it stops.
     Connected { connected: usize },
     /// The final figures.
     Report { report: Box<LoadReport> },

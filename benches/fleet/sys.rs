@@ -1,5 +1,6 @@
 //! The operating-system side: the open-file limit, /proc readings of the
-//! server process (RSS, CPU time), signals, and a description of the machine.
+//! server process (RSS, threads, CPU time), signals, and a description of
+//! the machine.
 
 use std::time::Duration;
 
@@ -45,6 +46,16 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .find_map(|l| l.strip_prefix("VmRSS:"))?
         .split_whitespace()
         .next()?
+        .parse()
+        .ok()
+}
+
+/// Threads of `pid` (`Threads` in /proc/PID/status).
+pub fn threads(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("Threads:"))?
+        .trim()
         .parse()
         .ok()
 }
