@@ -173,19 +173,40 @@ impl Drop for EventSubscriber {
     }
 }
 
+/// What [`EventSubscriber::next`] yields.
+#[derive(Debug)]
+pub enum Received {
+    /// The next event.
+    Event(Arc<Event>),
+    /// This subscriber fell behind and this many events were dropped
+    /// before the next one (counted in `crypto_events_lost_total`).
+    Lost(u64),
+}
+
 impl EventSubscriber {
+    /// The next event, or how many were lost; `None` once the streaming
+    /// core is gone. For subscribers that must act on a loss (the
+    /// controller re-reconciles everything).
+    pub async fn next(&mut self) -> Option<Received> {
+        match self.rx.recv().await {
+            Ok(ev) => Some(Received::Event(ev)),
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                self.lost.inc_by(n);
+                tracing::warn!(lost = n, "event subscriber fell behind; events lost");
+                Some(Received::Lost(n))
+            }
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    }
+
     /// The next event; `None` once the streaming core is gone. Events lost
     /// because this subscriber fell behind are counted in
     /// `crypto_events_lost_total` and skipped.
     pub async fn recv(&mut self) -> Option<Arc<Event>> {
         loop {
-            match self.rx.recv().await {
-                Ok(ev) => return Some(ev),
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    self.lost.inc_by(n);
-                    tracing::warn!(lost = n, "event subscriber fell behind; events lost");
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
+            match self.next().await? {
+                Received::Event(ev) => return Some(ev),
+                Received::Lost(_) => continue,
             }
         }
     }

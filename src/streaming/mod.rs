@@ -29,7 +29,7 @@ pub use config::StreamingConfig;
 pub use end::EndReason;
 #[cfg(test)]
 pub(crate) use events::for_tests as events_for_tests;
-pub use events::{Event, EventKind, EventSubscriber, Interest};
+pub use events::{Event, EventKind, EventSubscriber, Interest, Received};
 pub use handle::{AllowAll, ClientPolicy, PendingCommand};
 pub use handle::{CommandError, StreamingHandle};
 pub use outbound::OutboundStream;
