@@ -9,6 +9,7 @@
 //!   session + previous status -> new status).
 //! - `runtime`: what the operator remembers per resource between reconciles.
 //! - `reconcile`: one reconcile; `acks`: waiting for command acks.
+//! - `pacing`: how often connected resources are refreshed (heartbeat).
 //! - `bridge`: streaming-core events -> reconcile triggers and Kubernetes
 //!   Events; `watch`: the lenient watch stream; `leader`: the Lease.
 //!
@@ -21,6 +22,7 @@ mod decide;
 mod holder;
 mod index;
 mod leader;
+mod pacing;
 mod reconcile;
 mod run;
 mod runtime;
@@ -31,6 +33,7 @@ pub use auth::SecretAuth;
 pub use decide::{Action as CommandAction, Desired, decide};
 pub use index::ResourceIndex;
 pub use leader::{LeaderConfig, LeaderState};
+pub use pacing::paced_interval;
 pub use run::{ControllerConfig, DEFAULT_API_TIMEOUT, run};
 pub use runtime::{ClientRuntime, SyncTracker};
 pub use status::{Observed, SessionView, compute_status, needs_write};

@@ -36,6 +36,7 @@ pub(crate) struct Ctx {
     pub(crate) tasks: TaskTracker,
     pub(crate) triggers: HashMap<Option<String>, mpsc::Sender<ObjectRef<CryptoClient>>>,
     pub(crate) status_every: Duration,
+    pub(crate) pacer: super::pacing::Pacer,
     pub(crate) api_timeout: Duration,
     pub(crate) stop: tokio_util::sync::CancellationToken,
 }
@@ -93,10 +94,10 @@ pub(crate) async fn reconcile(obj: Arc<CryptoClient>, ctx: Arc<Ctx>) -> Result<A
     let result = tokio::time::timeout(ctx.api_timeout, reconcile_inner(&obj, &ctx))
         .await
         .unwrap_or(Err(Error::Timeout(ctx.api_timeout)));
+    let took = started.elapsed();
+    ctx.pacer.observe(took);
     let metrics = ctx.handle.metrics();
-    metrics
-        .control
-        .reconciled(result.is_ok(), started.elapsed());
+    metrics.control.reconciled(result.is_ok(), took);
     if let (Ok(_), Some(ns), Some(name)) = (&result, &obj.metadata.namespace, &obj.metadata.name) {
         ctx.runtimes
             .with(&(ns.clone(), name.clone()), |rt| rt.errors = 0);
@@ -184,7 +185,9 @@ async fn reconcile_inner(obj: &CryptoClient, ctx: &Arc<Ctx>) -> Result<Action, E
     }
 
     let mut requeue = if session.is_some() {
-        ctx.status_every
+        let every = ctx.pacer.interval(ctx.handle.connected());
+        ctx.handle.metrics().control.heartbeat_interval(every);
+        ctx.pacer.next_refresh(ctx.handle.connected())
     } else {
         Duration::from_secs(300)
     };

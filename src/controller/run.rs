@@ -150,6 +150,7 @@ async fn lead(
         tasks: TaskTracker::new(),
         triggers,
         status_every: cfg.status_heartbeat_interval,
+        pacer: super::pacing::Pacer::new(cfg.status_heartbeat_interval, cfg.concurrency),
         api_timeout: cfg.api_timeout,
         stop: term.clone(),
     });
@@ -169,9 +170,11 @@ async fn lead(
         };
         let (reader, writer) = reflector::store::<CryptoClient>();
         stores.push(reader.clone());
-        let events = watch::events(api, ctx.clone(), scope.clone())
-            .reflect(writer)
-            .applied_objects();
+        let events = watch::wake_ups(
+            watch::events(api, ctx.clone(), scope.clone())
+                .reflect(writer)
+                .applied_objects(),
+        );
         let controller = Controller::for_stream(events, reader)
             .with_config(Config::default().concurrency(cfg.concurrency))
             .reconcile_on(ReceiverStream::new(rx))

@@ -10,7 +10,7 @@ use super::reconcile::Ctx;
 use crate::crd::{CryptoClient, CryptoClientSpec};
 use futures::{Stream, StreamExt};
 use kube::api::{Api, DynamicObject};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::{PredicateConfig, WatchStreamExt, predicates, watcher};
 use std::collections::HashSet;
 use std::sync::Arc;
 use tracing::{info, warn};
@@ -131,5 +131,64 @@ fn typed(ctx: &Ctx, obj: &DynamicObject) -> Option<CryptoClient> {
             ctx.handle.metrics().control.invalid_resource();
             None
         }
+    }
+}
+
+/// The objects whose reconcile a watch event asks for: resources seen for
+/// the first time (per uid) and spec changes (a new `metadata.generation`).
+/// Status-only changes — above all the operator's own status writes — do
+/// not wake the controller: otherwise every status write would cost a
+/// second reconcile, doubling the reconcile load of the heartbeat refresh
+/// (N / `--status-heartbeat-interval` writes per second). Everything else
+/// that needs a reconcile arrives as a trigger (connects, acks) or a
+/// requeue.
+pub(crate) fn wake_ups<S>(
+    applied: S,
+) -> impl Stream<Item = Result<CryptoClient, watcher::Error>> + Send + 'static
+where
+    S: Stream<Item = Result<CryptoClient, watcher::Error>> + Send + 'static,
+{
+    applied.predicate_filter(predicates::generation, PredicateConfig::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::CryptoClientStatus;
+
+    fn obj(uid: &str, generation: i64, rv: &str, phase: Option<crate::crd::Phase>) -> CryptoClient {
+        let mut o = CryptoClient::new("c-1", CryptoClientSpec::default());
+        o.metadata.namespace = Some("default".into());
+        o.metadata.uid = Some(uid.into());
+        o.metadata.generation = Some(generation);
+        o.metadata.resource_version = Some(rv.into());
+        o.status = phase.map(|p| CryptoClientStatus {
+            phase: Some(p),
+            ..Default::default()
+        });
+        o
+    }
+
+    #[tokio::test]
+    async fn status_only_changes_do_not_wake_the_controller() {
+        use crate::crd::Phase;
+        let events = vec![
+            obj("u-1", 1, "10", None),                   // first seen: wakes
+            obj("u-1", 1, "11", Some(Phase::Pending)),   // our status write
+            obj("u-1", 1, "12", Some(Phase::Connected)), // our status write
+            obj("u-1", 2, "13", Some(Phase::Connected)), // spec change: wakes
+            obj("u-1", 2, "14", Some(Phase::Paused)),    // our status write
+            obj("u-2", 1, "15", None),                   // deleted and re-created: wakes
+        ];
+        let woken: Vec<String> = wake_ups(futures::stream::iter(events.into_iter().map(Ok)))
+            .map(|o| {
+                o.expect("no error")
+                    .metadata
+                    .resource_version
+                    .unwrap_or_default()
+            })
+            .collect()
+            .await;
+        assert_eq!(woken, ["10", "13", "15"]);
     }
 }

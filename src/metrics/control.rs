@@ -12,6 +12,7 @@ pub struct ControlMetrics {
     reconcile_duration: Histogram,
     status_writes: IntCounter,
     invalid_resources: IntCounter,
+    heartbeat_interval: prometheus::Gauge,
 }
 
 impl ControlMetrics {
@@ -44,13 +45,26 @@ impl ControlMetrics {
             "CryptoClient objects skipped because they could not be read.",
         )?;
         r.register(Box::new(invalid_resources.clone()))?;
+        let heartbeat_interval = prometheus::Gauge::new(
+            "crypto_status_heartbeat_interval_seconds",
+            "How often connected resources' status.lastHeartbeat is refreshed: \
+             --status-heartbeat-interval, stretched while the refresh would use more than \
+             half of the reconcile capacity.",
+        )?;
+        r.register(Box::new(heartbeat_interval.clone()))?;
         Ok(Self {
+            heartbeat_interval,
             invalid_resources,
             reconcile_ok: reconciles.with_label_values(&["success"]),
             reconcile_err: reconciles.with_label_values(&["error"]),
             reconcile_duration,
             status_writes,
         })
+    }
+
+    /// The current heartbeat refresh interval.
+    pub fn heartbeat_interval(&self, every: Duration) {
+        self.heartbeat_interval.set(every.as_secs_f64());
     }
 
     /// Records one reconcile.
