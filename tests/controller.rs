@@ -826,13 +826,3 @@ async fn a_connect_burst_that_overruns_the_event_bus_still_reaches_every_client(
     );
     running.stop().await.unwrap();
 }
-
-/// The value of one series in the operator's metrics text.
-fn metric(running: &Running, series: &str) -> f64 {
-    let text = running.handle.metrics().render();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("{series} missing"))
-        .parse()
-        .unwrap()
-}

@@ -659,14 +659,8 @@ async fn a_slow_event_subscriber_loses_events_without_slowing_clients() {
         !matches!(first.kind, EventKind::Connected(_)),
         "the oldest events were dropped"
     );
-    let text = server.handle.metrics().render();
-    let lost: u64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("crypto_events_lost_total "))
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(lost > 0, "the loss is counted: {lost}");
+    let lost = metric(&server, "crypto_events_lost_total");
+    assert!(lost > 0.0, "the loss is counted: {lost}");
     server.stop().await.unwrap();
 }
 
@@ -760,15 +754,6 @@ async fn a_command_expires_with_its_own_ack_deadline() {
     server.stop().await.unwrap();
 }
 
-fn gauge(server: &crypto_operator::server::Running, name: &str) -> i64 {
-    let text = server.handle.metrics().render();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("{name} missing from:\n{text}"))
-        .parse()
-        .unwrap()
-}
-
 /// `crypto_commands_pending` counts commands awaiting their ack over every
 /// session and returns to zero on the ack and when a session ends with a
 /// command unacked; `crypto_runtime_tasks_alive` reads the runtime.
@@ -777,8 +762,8 @@ async fn pending_acks_and_live_tasks_are_exported() {
     let server = start(calm_config()).await;
     let mut a = RawClient::connect(server.grpc_addr, "gauge-a").await;
     let mut b = RawClient::connect(server.grpc_addr, "gauge-b").await;
-    assert_eq!(gauge(&server, "crypto_commands_pending"), 0);
-    assert!(gauge(&server, "crypto_runtime_tasks_alive") > 0);
+    assert_eq!(metric(&server, "crypto_commands_pending"), 0.0);
+    assert!(metric(&server, "crypto_runtime_tasks_alive") > 0.0);
     let first = server
         .handle
         .send("gauge-a", commands::new(commands::ping()), None)
@@ -787,12 +772,12 @@ async fn pending_acks_and_live_tasks_are_exported() {
         .handle
         .send("gauge-b", commands::new(commands::ping()), None)
         .unwrap();
-    assert_eq!(gauge(&server, "crypto_commands_pending"), 2);
+    assert_eq!(metric(&server, "crypto_commands_pending"), 2.0);
     let cmd = a.command().await;
     assert_eq!(cmd.command_id, first.command_id);
     a.ack(&cmd.command_id, true).await;
     assert!(first.ack().await.unwrap().success);
-    assert_eq!(gauge(&server, "crypto_commands_pending"), 1);
+    assert_eq!(metric(&server, "crypto_commands_pending"), 1.0);
     // b goes away without acking: its pending command fails with the session.
     let _ = b.command().await;
     drop(b);
@@ -800,6 +785,6 @@ async fn pending_acks_and_live_tasks_are_exported() {
         server.handle.session("gauge-b").is_none()
     })
     .await;
-    assert_eq!(gauge(&server, "crypto_commands_pending"), 0);
+    assert_eq!(metric(&server, "crypto_commands_pending"), 0.0);
     server.stop().await.unwrap();
 }

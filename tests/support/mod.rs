@@ -110,6 +110,34 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// The value of one series (`name{labels}` as printed) in the server's
+/// metrics text; fails the test when it is missing.
+#[allow(dead_code)]
+pub fn metric(running: &Running, series: &str) -> f64 {
+    let text = running.handle.metrics().render();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{series} missing from:\n{text}"))
+        .parse()
+        .unwrap_or_else(|e| panic!("{series}: {e}"))
+}
+
+/// Like [`metric`], but 0 for a series not exported yet (a labelled
+/// counter before its first increment).
+#[allow(dead_code)]
+pub fn metric_or_zero(running: &Running, series: &str) -> f64 {
+    running
+        .handle
+        .metrics()
+        .render()
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().ok())?
+        })
+        .unwrap_or(0.0)
+}
+
 /// `http://addr`.
 pub fn url(addr: std::net::SocketAddr) -> String {
     format!("http://{addr}")
