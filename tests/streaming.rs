@@ -788,3 +788,34 @@ async fn pending_acks_and_live_tasks_are_exported() {
     assert_eq!(metric(&server, "crypto_commands_pending"), 0.0);
     server.stop().await.unwrap();
 }
+
+/// A refused stream always ends with its status, never with a clean OK:
+/// the refusal is signalled before the stream's command queue closes. (The
+/// queue's sender used to be dropped first, so tonic could poll the
+/// response stream in between and end it with OK; the binary's
+/// multi-threaded runtime showed it as an UNAUTHENTICATED client seeing
+/// OK.) Many refusals at once on a multi-threaded runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_stream_always_ends_with_its_status() {
+    let server = start(calm_config()).await;
+    let addr = server.grpc_addr;
+    let codes = futures::future::join_all((0..300).map(|i| async move {
+        let first = msg(
+            &format!("early-{i}"),
+            Payload::Heartbeat(Heartbeat { sequence: 1 }),
+        );
+        let (_tx, mut inbound) = open(addr, first).await;
+        end_status(&mut inbound).await.code()
+    }))
+    .await;
+    let wrong: Vec<_> = codes
+        .iter()
+        .filter(|c| **c != Code::FailedPrecondition)
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{} of 300 ended otherwise: {wrong:?}",
+        wrong.len()
+    );
+    server.stop().await.unwrap();
+}

@@ -67,6 +67,11 @@ impl Stream for OutboundStream {
         }
         match self.rx.poll_recv(cx) {
             Poll::Ready(Some(cmd)) => Poll::Ready(Some(Ok(cmd))),
+            // Every sender gone but no termination yet: the session task
+            // is about to say how the stream ends (a refusal's status must
+            // not turn into a clean end); the termination's waker is
+            // registered above.
+            Poll::Ready(None) if self.term.is_some() => Poll::Pending,
             Poll::Ready(None) => {
                 self.done = true;
                 Poll::Ready(None)
@@ -77,3 +82,43 @@ impl Stream for OutboundStream {
 }
 
 use std::future::Future;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+    use futures::future::FutureExt;
+    use tonic::Code;
+
+    #[tokio::test]
+    async fn a_refusal_signalled_after_the_queue_closed_still_ends_with_its_status() {
+        let (tx, term, mut stream) = OutboundStream::new(4);
+        drop(tx);
+        assert!(
+            stream.next().now_or_never().is_none(),
+            "waits for the termination instead of ending cleanly"
+        );
+        let _ = term.send(Termination::Abort(Status::unauthenticated("no token")));
+        let end = stream.next().await.expect("an item").expect_err("a status");
+        assert_eq!(end.code(), Code::Unauthenticated);
+        assert!(stream.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn drain_delivers_what_is_queued_then_ends_cleanly() {
+        let (tx, term, mut stream) = OutboundStream::new(4);
+        tx.try_send(ServerCommand::default()).expect("room");
+        let _ = term.send(Termination::Drain);
+        assert!(stream.next().await.expect("queued").is_ok());
+        assert!(stream.next().await.is_none(), "clean end after the queue");
+        assert!(tx.try_send(ServerCommand::default()).is_err(), "closed");
+    }
+
+    #[tokio::test]
+    async fn a_dropped_termination_ends_cleanly_once_the_queue_is_empty() {
+        let (tx, term, mut stream) = OutboundStream::new(4);
+        drop(term);
+        drop(tx);
+        assert!(stream.next().await.is_none());
+    }
+}

@@ -33,8 +33,12 @@ pub(crate) async fn run(
     creds: Credentials,
 ) {
     let first = timeout(core.config.register_timeout, inbound.message()).await;
-    let session = match accept(&core, first, outbound, &creds).await {
-        Ok(s) => s,
+    // `outbound` outlives a refusal until its status is signalled.
+    let session = match accept(&core, first, &outbound, &creds).await {
+        Ok(s) => {
+            drop(outbound);
+            s
+        }
         Err(Some(status)) => {
             core.metrics.rejected(status.code());
             warn!(%peer, code = ?status.code(), message = status.message(), "stream refused");
@@ -59,7 +63,7 @@ pub(crate) async fn run(
 async fn accept(
     core: &Arc<Core>,
     first: Result<Result<Option<ClientMessage>, Status>, tokio::time::error::Elapsed>,
-    outbound: mpsc::Sender<ServerCommand>,
+    outbound: &mpsc::Sender<ServerCommand>,
     creds: &Credentials,
 ) -> Result<Arc<Session>, Option<Status>> {
     let msg = match first {
@@ -121,7 +125,7 @@ async fn accept(
         Arc::from(msg.client_id.as_str()),
         Arc::from(uuid::Uuid::new_v4().to_string().as_str()),
         Arc::new(reg),
-        outbound,
+        outbound.clone(),
         ClientState::new(core.config.max_wallets, core.config.max_text_bytes),
         &identity,
         core.metrics.clone(),
