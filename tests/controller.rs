@@ -62,6 +62,16 @@ async fn start_cluster(
     running
 }
 
+/// [`start_cluster`] with calm timings and a 30 s status heartbeat.
+async fn start_calm(fake: &FakeKube) -> Running {
+    start_cluster(
+        fake,
+        calm_config(),
+        controller_config(Duration::from_secs(30)),
+    )
+    .await
+}
+
 async fn wait_ready(running: &Running) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while running.ready.not_ready().is_some() {
@@ -96,31 +106,15 @@ async fn wait_cc_within(
     name: &str,
     what: &str,
     limit: Duration,
-    mut pred: impl FnMut(&Value) -> bool,
+    pred: impl FnMut(&Value) -> bool,
 ) -> Value {
-    fake.wait_map(
-        |st| {
-            st.list(G, V, P, Some(NS))
-                .into_iter()
-                .find(|o| o["metadata"]["name"] == name)
-                .filter(|o| pred(o))
-                .cloned()
-        },
-        limit,
-    )
-    .await
-    .unwrap_or_else(|| panic!("{name}: {what}; now {:?}", fake.get(G, V, P, NS, name)))
+    cluster::Cluster::wait_cc(fake, name, what, limit, pred).await
 }
 
 #[tokio::test]
 async fn pause_and_resume_reach_the_client_and_come_back_as_status() {
     let fake = FakeKube::start().await;
-    let running = start_cluster(
-        &fake,
-        calm_config(),
-        controller_config(Duration::from_secs(30)),
-    )
-    .await;
+    let running = start_calm(&fake).await;
     cluster::pause_and_resume(&fake, running.grpc_addr).await;
     running.stop().await.unwrap();
 }
@@ -128,12 +122,7 @@ async fn pause_and_resume_reach_the_client_and_come_back_as_status() {
 #[tokio::test]
 async fn config_changes_are_pushed_with_their_hash_and_applied_on_ack() {
     let fake = FakeKube::start().await;
-    let running = start_cluster(
-        &fake,
-        calm_config(),
-        controller_config(Duration::from_secs(30)),
-    )
-    .await;
+    let running = start_calm(&fake).await;
     cluster::config_change(&fake, running.grpc_addr).await;
     running.stop().await.unwrap();
 }
@@ -143,12 +132,7 @@ async fn a_refused_config_is_recorded_with_a_warning_event_and_not_resent() {
     let fake = FakeKube::start().await;
     fake.create(cc(NS, "cfg-2", json!({"config": {"mode": "slow"}})))
         .unwrap();
-    let running = start_cluster(
-        &fake,
-        calm_config(),
-        controller_config(Duration::from_secs(30)),
-    )
-    .await;
+    let running = start_calm(&fake).await;
     let mut c = connect_converged(&fake, running.grpc_addr, "cfg-2", "cfg-2").await;
     patch_spec(&fake, "cfg-2", json!({"config": {"mode": "broken"}}));
     let cmd = expect_command(&mut c, "update_config").await;
@@ -179,12 +163,7 @@ async fn a_refused_config_is_recorded_with_a_warning_event_and_not_resent() {
 #[tokio::test]
 async fn sync_requested_sends_exactly_one_sync_and_resets_the_spec() {
     let fake = FakeKube::start().await;
-    let running = start_cluster(
-        &fake,
-        calm_config(),
-        controller_config(Duration::from_secs(30)),
-    )
-    .await;
+    let running = start_calm(&fake).await;
     cluster::sync_once(&fake, running.grpc_addr).await;
     fake.wait_for(
         |st| st.events().iter().any(|e| e["reason"] == "SyncCompleted"),
@@ -199,12 +178,7 @@ async fn sync_requested_sends_exactly_one_sync_and_resets_the_spec() {
 #[tokio::test]
 async fn an_offline_client_receives_the_desired_state_when_it_connects() {
     let fake = FakeKube::start().await;
-    let running = start_cluster(
-        &fake,
-        calm_config(),
-        controller_config(Duration::from_secs(30)),
-    )
-    .await;
+    let running = start_calm(&fake).await;
     cluster::offline_then_connect(&fake, running.grpc_addr).await;
     fake.wait_for(
         |st| {
@@ -227,12 +201,7 @@ async fn an_offline_client_receives_the_desired_state_when_it_connects() {
 #[tokio::test]
 async fn unknown_clients_are_refused_and_deleting_a_resource_ends_its_session() {
     let fake = FakeKube::start().await;
-    let running = start_cluster(
-        &fake,
-        calm_config(),
-        controller_config(Duration::from_secs(30)),
-    )
-    .await;
+    let running = start_calm(&fake).await;
     cluster::unknown_refused_and_delete_ends_session(&fake, running.grpc_addr).await;
     running.stop().await.unwrap();
 }
@@ -256,12 +225,7 @@ async fn per_resource_series_carry_resource_labels_and_go_with_the_resource() {
     fake.create(cc(NS, "known", json!({"clientId": "known-1"})))
         .unwrap();
     fake.create(cc(NS, "absent", json!({}))).unwrap();
-    let running = start_cluster(
-        &fake,
-        calm_config(),
-        controller_config(Duration::from_secs(30)),
-    )
-    .await;
+    let running = start_calm(&fake).await;
     let http = running.http_addr;
     until_metrics(http, "a resource without a client is down", |m| {
         m.contains("crypto_client_up{client_id=\"absent\",name=\"absent\",namespace=\"default\"} 0")
@@ -296,12 +260,7 @@ async fn per_resource_series_carry_resource_labels_and_go_with_the_resource() {
 async fn a_failed_sync_is_recorded_and_retried_with_backoff() {
     let fake = FakeKube::start().await;
     fake.create(cc(NS, "sync-2", json!({}))).unwrap();
-    let running = start_cluster(
-        &fake,
-        calm_config(),
-        controller_config(Duration::from_secs(30)),
-    )
-    .await;
+    let running = start_calm(&fake).await;
     let mut c = connect_converged(&fake, running.grpc_addr, "sync-2", "sync-2").await;
     patch_spec(&fake, "sync-2", json!({"syncRequested": true}));
     let first = c.command().await;
@@ -345,12 +304,7 @@ async fn a_failed_sync_is_recorded_and_retried_with_backoff() {
 async fn operators_cannot_pause_or_configure_a_managed_client_but_can_ping_and_sync() {
     let fake = FakeKube::start().await;
     fake.create(cc(NS, "managed", json!({}))).unwrap();
-    let running = start_cluster(
-        &fake,
-        calm_config(),
-        controller_config(Duration::from_secs(30)),
-    )
-    .await;
+    let running = start_calm(&fake).await;
     let mut c = connect_converged(&fake, running.grpc_addr, "managed", "managed").await;
     let mut op = operator(running.grpc_addr).await;
     for body in [
@@ -411,12 +365,7 @@ async fn the_controller_survives_410_gone_api_errors_and_malformed_resources() {
     fake.create(cc(NS, "bad", json!({"paused": "definitely"})))
         .unwrap();
     fake.create(cc(NS, "good-1", json!({}))).unwrap();
-    let running = start_cluster(
-        &fake,
-        calm_config(),
-        controller_config(Duration::from_secs(30)),
-    )
-    .await;
+    let running = start_calm(&fake).await;
     wait_cc(
         &fake,
         "good-1",
@@ -595,37 +544,12 @@ async fn serve_finds_the_cluster_through_kubeconfig() {
     let dir = std::env::temp_dir().join(format!("crypto-kube-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let kubeconfig = fake.write_kubeconfig(&dir);
-    let mut child = tokio::process::Command::new(support::process::BIN)
-        .args([
-            "serve",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ])
-        .env("KUBECONFIG", &kubeconfig)
-        .env("CRYPTO_LOG", "info")
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    use tokio::io::AsyncBufReadExt;
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let line = tokio::time::timeout(WAIT, async {
-        loop {
-            let l = lines.next_line().await.unwrap().expect("serving line");
-            if l.contains("serving") {
-                return l;
-            }
-        }
-    })
-    .await
-    .unwrap();
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let grpc = support::process::log_addr(&line, "grpc_addr");
-    let http = support::process::log_addr(&line, "http_addr");
+    let server = support::process::serve_with_env(
+        &["--log-format", "json"],
+        &[("KUBECONFIG", kubeconfig.as_os_str())],
+    )
+    .await;
+    let (grpc, http) = (server.grpc, server.http);
     // Like a Service, send the client only once the pod is ready.
     let deadline = tokio::time::Instant::now() + WAIT;
     while http_get(http, "/readyz").await.0 != 200 {
@@ -639,19 +563,15 @@ async fn serve_finds_the_cluster_through_kubeconfig() {
         "no token in cluster mode"
     );
     let mut c = RawClient::connect_with_token(grpc, "bin-1", "bin-1-token-012345").await;
-    let mut kinds = Vec::new();
-    for _ in 0..2 {
-        let cmd = c.command().await;
-        kinds.push(commands::CommandKind::of(cmd.command.as_ref().unwrap()).as_str());
-        c.ack(&cmd.command_id, true).await;
-    }
-    kinds.sort();
-    assert_eq!(kinds, ["pause", "update_config"]);
+    assert_eq!(
+        cluster::ack_kinds(&mut c, 2).await,
+        ["pause", "update_config"]
+    );
     wait_cc(&fake, "bin-1", "Paused via the binary", |o| {
         o["status"]["phase"] == "Paused"
     })
     .await;
-    child.kill().await.unwrap();
+    drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -681,12 +601,7 @@ async fn after_a_server_restart_with_spec_changes_every_client_reconnects_and_co
     for i in 0..N {
         fake.create(cc(NS, &format!("r-{i}"), json!({}))).unwrap();
     }
-    let running = start_cluster(
-        &fake,
-        calm_config(),
-        controller_config(Duration::from_secs(30)),
-    )
-    .await;
+    let running = start_calm(&fake).await;
     let grpc = running.grpc_addr;
     let stop = tokio_util::sync::CancellationToken::new();
     let mut states = Vec::new();

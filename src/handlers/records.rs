@@ -35,31 +35,15 @@ pub(crate) fn truncate_text(msg: &mut ClientMessage, max: usize) -> bool {
     true
 }
 
-/// Keeps the latest balance per (wallet, asset), up to the wallet limit.
+/// Keeps the latest balance per (wallet, asset), up to the wallet limit,
+/// for an update the event bus also needs (a copy is kept).
 pub(crate) fn wallet_update(session: &Session, w: &WalletUpdate) -> Result<(), EndReason> {
-    if w.wallet_id.is_empty() {
-        return Err(EndReason::ProtocolViolation(
-            Code::InvalidArgument,
-            "wallet_update.wallet_id is required".into(),
-        ));
-    }
-    let mut st = session.state();
-    st.counters.wallet_updates += 1;
-    let key = (w.wallet_id.clone(), w.asset.clone());
-    if let Some(slot) = st.wallets.get_mut(&key) {
-        slot.clone_from(w);
-    } else if st.wallets.len() < st.max_wallets {
-        st.wallets.insert(key, w.clone());
-    } else {
-        st.counters.wallets_dropped += 1;
-        drop(st);
-        debug!(wallet_id = %w.wallet_id, "wallet limit reached; balance not kept");
-    }
-    Ok(())
+    wallet_update_owned(session, w.clone())
 }
 
-/// [`wallet_update`] for an update nobody else needs: moved into the
-/// state, no clones (allocates only the key of a wallet seen first).
+/// Keeps the latest balance per (wallet, asset), up to the wallet limit:
+/// the update is moved into the state (allocates only the key of a wallet
+/// seen first).
 pub(crate) fn wallet_update_owned(session: &Session, mut w: WalletUpdate) -> Result<(), EndReason> {
     if w.wallet_id.is_empty() {
         return Err(EndReason::ProtocolViolation(

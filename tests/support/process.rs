@@ -21,8 +21,13 @@ pub struct ServeProcess {
 }
 
 /// Starts `serve` on ephemeral loopback ports; the addresses come from its
-/// "serving" log line (text format).
+/// "serving" log line (text or JSON format).
 pub async fn serve(extra: &[&str]) -> ServeProcess {
+    serve_with_env(extra, &[]).await
+}
+
+/// [`serve`] with extra environment variables.
+pub async fn serve_with_env(extra: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> ServeProcess {
     let mut child = Command::new(BIN)
         .args([
             "serve",
@@ -35,6 +40,7 @@ pub async fn serve(extra: &[&str]) -> ServeProcess {
         ])
         .args(extra)
         .env("CRYPTO_LOG", "info")
+        .envs(env.iter().copied())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .kill_on_drop(true)
