@@ -27,12 +27,13 @@ use crypto_operator::proto::crypto_streaming_service_server::{
     CryptoStreamingService, CryptoStreamingServiceServer,
 };
 use crypto_operator::proto::{
-    ClientInfo, ClientMessage, ClientRegistration, ClientType, Coin, CommandAck,
+    ClientInfo, ClientMessage, ClientRegistration, Coin, CommandAck,
     ExecuteCommandRequest, GetClientRequest, GetCoinRequest, ListClientsRequest,
     ListClientsResponse, ListCoinsRequest, ListCoinsResponse, PriceTick, PriceUpdate,
     SendCommandRequest, SendCommandResponse, ServerCommand, StreamPricesRequest,
     client_message::Payload,
 };
+use crypto_operator::client::ClientType;
 use crypto_operator::server::{self, ServerConfig};
 use crypto_operator::streaming::StreamingConfig;
 use std::collections::HashMap;
@@ -324,7 +325,7 @@ async fn publish(
     };
     tx.send(msg(Payload::Register(ClientRegistration {
         client_name: "bench".into(),
-        client_type: ClientType::PriceFeed as i32,
+        client_type: ClientType::PriceFeed.as_str().into(),
         version: "1".into(),
         capabilities: vec!["price".into()],
     })))

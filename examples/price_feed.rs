@@ -9,7 +9,8 @@
 
 use crypto_operator::client::{self, ClientConfig, Command, CommandHandler, CommandResult};
 use crypto_operator::proto::crypto_service_client::CryptoServiceClient;
-use crypto_operator::proto::{ClientType, GetCoinRequest, PriceUpdate, client_message::Payload};
+use crypto_operator::proto::{GetCoinRequest, PriceUpdate, client_message::Payload};
+use crypto_operator::client::ClientType;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

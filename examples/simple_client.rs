@@ -9,9 +9,10 @@ use crypto_operator::client::{
     self, ClientConfig, ClientSender, Command, CommandHandler, CommandResult,
 };
 use crypto_operator::proto::{
-    ClientRunState, ClientStatus, ClientType, Transaction, TransactionDirection, WalletUpdate,
+    ClientRunState, ClientStatus, Transaction, TransactionDirection, WalletUpdate,
     client_message::Payload,
 };
+use crypto_operator::client::ClientType;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -112,7 +113,7 @@ async fn main() {
         .next()
         .unwrap_or_else(|| "http://127.0.0.1:50051".into());
     let config = ClientConfig::new(endpoint, client_id)
-        .client_type(ClientType::WalletSyncer)
+        .client_type(ClientType::WalletSync)
         .capabilities(["sync_wallets", "update_config"]);
     let (client, sender) = client::new(config);
     let paused = Arc::new(AtomicBool::new(false));

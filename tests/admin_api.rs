@@ -104,7 +104,7 @@ async fn clients_are_listed_and_read_as_snapshots() {
     assert_eq!(v["clientId"], "w-1");
     assert_eq!(v["sessionId"], c.session_id.as_str());
     assert_eq!(v["state"], "SESSION_STATE_CONNECTED");
-    assert_eq!(v["registration"]["clientType"], "CLIENT_TYPE_WALLET_SYNCER");
+    assert_eq!(v["registration"]["clientType"], "wallet-sync");
     assert_eq!(v["registration"]["version"], "1.0.0");
     assert!(v["lastHeartbeat"].as_str().unwrap().ends_with('Z'));
     assert!(v["connectedAt"].as_str().unwrap().ends_with('Z'));

@@ -223,7 +223,7 @@ async fn a_scripted_session_reaches_the_fleet_and_client_channels() {
                "state": "confirmed"})
     );
     let connected = find("connected");
-    assert_eq!(connected["clientType"], "CLIENT_TYPE_WALLET_SYNCER");
+    assert_eq!(connected["clientType"], "wallet-sync");
     assert_eq!(connected["capabilities"], json!(["sync_wallets"]));
     assert_eq!(find("status")["state"], "CLIENT_RUN_STATE_RUNNING");
     assert_eq!(find("error")["fatal"], false);

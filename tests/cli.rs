@@ -179,7 +179,7 @@ async fn flags_can_be_set_from_the_environment() {
         grpc,
         msg(
             "env-1",
-            register(crypto_operator::proto::ClientType::WalletSyncer),
+            register(crypto_operator::client::ClientType::WalletSync),
         ),
     )
     .await;

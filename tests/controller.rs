@@ -8,8 +8,9 @@ mod support;
 use crypto_operator::commands;
 use crypto_operator::controller::{ControllerConfig, LeaderConfig};
 use crypto_operator::proto::{
-    ClientType, Heartbeat, SendCommandRequest, client_message::Payload, server_command::Command,
+    Heartbeat, SendCommandRequest, client_message::Payload, server_command::Command,
 };
+use crypto_operator::client::ClientType;
 use crypto_operator::server::{self, ClusterConfig, Running, ServerConfig};
 use crypto_operator::streaming::StreamingConfig;
 use serde_json::{Value, json};
@@ -501,7 +502,7 @@ async fn with_leader_election_only_the_leader_admits_clients_and_a_new_leader_ta
     let (code, _) = http_get(b.http_addr, "/readyz").await;
     assert_eq!(code, 503);
     let (_tx, mut inbound) =
-        open(b.grpc_addr, msg("ha-1", register(ClientType::WalletSyncer))).await;
+        open(b.grpc_addr, msg("ha-1", register(ClientType::WalletSync))).await;
     assert_eq!(end_status(&mut inbound).await.code(), Code::Unavailable);
     let mut c = connect_converged(&fake, a.grpc_addr, "ha-1", "ha-1").await;
 
@@ -529,7 +530,7 @@ async fn with_leader_election_only_the_leader_admits_clients_and_a_new_leader_ta
     let (code, _) = http_get(b.http_addr, "/readyz").await;
     assert_eq!(code, 503, "a replica without the lease is not ready");
     let (_tx, mut inbound) =
-        open(b.grpc_addr, msg("ha-1", register(ClientType::WalletSyncer))).await;
+        open(b.grpc_addr, msg("ha-1", register(ClientType::WalletSync))).await;
     assert_eq!(end_status(&mut inbound).await.code(), Code::Unavailable);
     b.stop().await.unwrap();
 }
@@ -556,7 +557,7 @@ async fn serve_finds_the_cluster_through_kubeconfig() {
         assert!(tokio::time::Instant::now() < deadline, "never ready");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (_tx, mut inbound) = open(grpc, msg("bin-1", register(ClientType::WalletSyncer))).await;
+    let (_tx, mut inbound) = open(grpc, msg("bin-1", register(ClientType::WalletSync))).await;
     assert_eq!(
         end_status(&mut inbound).await.code(),
         Code::Unauthenticated,

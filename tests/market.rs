@@ -10,9 +10,11 @@ mod support;
 use crypto_operator::market::{Catalog, MAX_PAGE_SIZE};
 use crypto_operator::proto::crypto_service_client::CryptoServiceClient;
 use crypto_operator::proto::{
-    ClientType, GetCoinRequest, ListCoinsRequest, PriceTick, PriceUpdate, StreamPricesRequest,
+    GetCoinRequest, ListCoinsRequest, PriceTick, PriceUpdate, StreamPricesRequest,
     client_message::Payload,
 };
+use crypto_operator::client::ClientType;
+use crypto_operator::commands;
 use crypto_operator::server::{self, Running, ServerConfig};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -424,15 +426,21 @@ async fn invalid_prices_are_dropped_and_counted_without_ending_the_feed() {
     let mut m = market(server.grpc_addr).await;
     let mut sub = subscribe(&mut m, &["BTC", "USDC"]).await.unwrap();
     let f = feed(&server, "feed-bad").await;
+    // The core drops what is not a plain decimal before the market sees
+    // it; the market drops what its catalog refuses.
+    let core = |reason: &str| {
+        format!("crypto_client_messages_rejected_total{{reason=\"{reason}\",type=\"price\"}}")
+    };
+    let market = |reason: &str| format!("crypto_price_updates_invalid_total{{reason=\"{reason}\"}}");
     let bad = [
-        (price("NOPE", "1", "USD"), "unknown_symbol"),
-        (price("LUNA", "1", "USD"), "disabled_symbol"),
-        (price("BTC", "-1", "USD"), "malformed_price"),
-        (price("BTC", "1e5", "USD"), "malformed_price"),
-        (price("BTC", "", "USD"), "malformed_price"),
-        (price("USDC", "1.0000001", "USD"), "too_many_decimals"),
-        (price("BTC", "1", ""), "bad_quote"),
-        (price("BTC", "1", "U$D"), "bad_quote"),
+        (price("NOPE", "1", "USD"), market("unknown_symbol")),
+        (price("LUNA", "1", "USD"), market("disabled_symbol")),
+        (price("BTC", "-1", "USD"), core("bad_decimal")),
+        (price("BTC", "1e5", "USD"), core("bad_decimal")),
+        (price("BTC", "", "USD"), core("missing_field")),
+        (price("USDC", "1.0000001", "USD"), market("too_many_decimals")),
+        (price("BTC", "1", ""), market("bad_quote")),
+        (price("BTC", "1", "U$D"), market("bad_quote")),
     ];
     for (p, _) in &bad {
         f.send(p.clone()).await;
@@ -444,16 +452,9 @@ async fn invalid_prices_are_dropped_and_counted_without_ending_the_feed() {
         key(&next_tick(&mut sub).await),
         tick("USDC", "0.999999", 1, false)
     );
-    for reason in [
-        "unknown_symbol",
-        "disabled_symbol",
-        "malformed_price",
-        "too_many_decimals",
-        "bad_quote",
-    ] {
-        let want = bad.iter().filter(|(_, r)| *r == reason).count() as f64;
-        let series = format!("crypto_price_updates_invalid_total{{reason=\"{reason}\"}}");
-        assert_eq!(metric_or_zero(&server, &series), want, "{series}");
+    for (_, series) in &bad {
+        let want = bad.iter().filter(|(_, s)| s == series).count() as f64;
+        assert_eq!(metric_or_zero(&server, series), want, "{series}");
     }
     assert_eq!(metric_or_zero(&server, "crypto_price_updates_total"), 1.0);
 
@@ -491,16 +492,26 @@ async fn invalid_prices_are_dropped_and_counted_without_ending_the_feed() {
 }
 
 #[tokio::test]
-async fn a_price_from_a_client_that_is_not_a_price_feed_is_refused_and_never_published() {
+async fn a_price_from_a_client_that_is_not_a_price_feed_is_dropped_and_never_published() {
     let server = start(calm_config()).await;
     let mut m = market(server.grpc_addr).await;
     let mut sub = subscribe(&mut m, &["BTC"]).await.unwrap();
     let mut wallet = RawClient::connect(server.grpc_addr, "wallet-not-feed").await;
     wallet.send(price("BTC", "1", "USD")).await;
-    let status = wallet.end_status().await;
-    assert_eq!(status.code(), Code::PermissionDenied);
-    assert!(status.message().contains("CLIENT_TYPE_PRICE_FEED"));
-    assert_eq!(metric_or_zero(&server, "crypto_prices_refused_total"), 1.0);
+    // Dropped and counted; the wallet's session goes on (it still answers
+    // a command).
+    let ack = execute_acked(server.grpc_addr, &mut wallet, commands::ping()).await;
+    assert!(ack.success);
+    assert_eq!(
+        metric_or_zero(
+            &server,
+            "crypto_client_messages_rejected_total{reason=\"not_price_feed\",type=\"price\"}"
+        ),
+        1.0
+    );
+    let info = server.handle.session("wallet-not-feed").expect("still connected");
+    assert_eq!(info.state_counters().messages_rejected, 1);
+    assert_eq!(info.state_counters().prices, 0);
 
     // The refused price never reached the market: the first tick the
     // subscriber sees is the real feed's, with sequence 1.

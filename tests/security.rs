@@ -8,9 +8,10 @@ mod support;
 use crypto_operator::commands;
 use crypto_operator::controller::ControllerConfig;
 use crypto_operator::proto::{
-    ClientType, ExecuteCommandRequest, Heartbeat, ListClientsRequest, LogEntry, SendCommandRequest,
+    ExecuteCommandRequest, Heartbeat, ListClientsRequest, LogEntry, SendCommandRequest,
     client_message::Payload, server_command::Command,
 };
+use crypto_operator::client::ClientType;
 use crypto_operator::server::{self, ClusterConfig, Running, SecurityConfig, ServerConfig};
 use crypto_operator::streaming::{EventKind, StreamingConfig};
 use serde_json::json;
@@ -34,7 +35,7 @@ async fn start_with(streaming: StreamingConfig, security: SecurityConfig) -> Run
 
 async fn refused(addr: std::net::SocketAddr, id: &str, token: Option<&str>) -> tonic::Status {
     let (_tx, mut inbound) =
-        open_with_token(addr, msg(id, register(ClientType::WalletSyncer)), token).await;
+        open_with_token(addr, msg(id, register(ClientType::WalletSync)), token).await;
     end_status(&mut inbound).await
 }
 
@@ -123,7 +124,7 @@ async fn standalone_tokens_admit_only_the_rightful_client_and_revocation_takes_e
     loop {
         let (_tx, mut inbound) = open_with_token(
             addr,
-            msg("bob", register(ClientType::WalletSyncer)),
+            msg("bob", register(ClientType::WalletSync)),
             Some("bob-token-0123456789"),
         )
         .await;

@@ -6,7 +6,8 @@
 mod support;
 
 use crypto_operator::proto::crypto_streaming_service_client::CryptoStreamingServiceClient;
-use crypto_operator::proto::{ClientType, ServerCommand, server_command::Command};
+use crypto_operator::proto::{ServerCommand, server_command::Command};
+use crypto_operator::client::ClientType;
 use crypto_operator::server::{self, Running, SecurityConfig, ServerConfig};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -116,7 +117,7 @@ async fn tls_channel(
 async fn register_over(channel: Channel, id: &str) -> Result<ServerCommand, tonic::Status> {
     let mut client = CryptoStreamingServiceClient::new(channel);
     let (tx, rx) = mpsc::channel(4);
-    tx.send(msg(id, register(ClientType::WalletSyncer)))
+    tx.send(msg(id, register(ClientType::WalletSync)))
         .await
         .unwrap();
     let mut inbound = client

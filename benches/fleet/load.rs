@@ -8,10 +8,11 @@ use super::report::{Broadcast, Ingest, Latency, LoadEvent, LoadReport, Throughpu
 use super::sys;
 use crypto_operator::proto::crypto_streaming_service_client::CryptoStreamingServiceClient;
 use crypto_operator::proto::{
-    ClientMessage, ClientRegistration, ClientType, CommandAck, ExecuteCommandRequest, Heartbeat,
+    ClientMessage, ClientRegistration, CommandAck, ExecuteCommandRequest, Heartbeat,
     Ping, SendCommandRequest, ServerCommand, WalletUpdate, client_message::Payload,
     server_command::Command,
 };
+use crypto_operator::client::ClientType;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::io::Write;
@@ -112,7 +113,7 @@ async fn connect(addr: SocketAddr, id: String) -> Result<Client, String> {
         &id,
         Payload::Register(ClientRegistration {
             client_name: id.clone(),
-            client_type: ClientType::WalletSyncer as i32,
+            client_type: ClientType::WalletSync.as_str().into(),
             version: "1.0.0".into(),
             capabilities: vec!["sync_wallets".into()],
         }),

@@ -8,7 +8,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use sha2::{Digest, Sha256};
+use crate::streaming::{constant_time_eq, token_digest};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -30,10 +30,6 @@ impl std::fmt::Debug for AdminToken {
     }
 }
 
-fn digest(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
-}
-
 impl AdminToken {
     /// A token: 1 to 4096 visible ASCII characters (what an HTTP header
     /// can carry), no spaces.
@@ -50,7 +46,7 @@ impl AdminToken {
             return Err("the admin token must be visible ASCII characters without spaces".into());
         }
         Ok(Self {
-            digest: Arc::new(digest(token.as_bytes())),
+            digest: Arc::new(token_digest(token.as_bytes())),
         })
     }
 
@@ -85,7 +81,7 @@ impl AdminToken {
 
     /// Whether `presented` is the token (constant time).
     pub fn matches(&self, presented: &[u8]) -> bool {
-        constant_time_eq(&digest(presented), &self.digest[..])
+        constant_time_eq(&token_digest(presented), &self.digest[..])
     }
 }
 
@@ -94,16 +90,6 @@ fn read_token_file(path: &Path) -> Result<String, String> {
     std::fs::read_to_string(path)
         .map(|s| s.trim().to_owned())
         .map_err(|e| format!("cannot read admin token file {}: {e}", path.display()))
-}
-
-/// Compares two byte strings in time that depends only on their lengths
-/// (callers compare fixed-length digests, so not even on that).
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
 }
 
 /// The token of an `Authorization: Bearer <token>` header (scheme
@@ -148,9 +134,6 @@ mod tests {
         assert!(t.matches(b"s3cret-token-0123456789"));
         assert!(!t.matches(b"s3cret-token-012345678"));
         assert!(!t.matches(b""));
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
 
         let mut h = HeaderMap::new();
         assert_eq!(bearer(&h), None);

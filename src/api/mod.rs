@@ -18,7 +18,7 @@ mod openapi;
 pub mod proto_json;
 mod types;
 
-pub use auth::{AdminToken, constant_time_eq};
+pub use auth::AdminToken;
 pub use error::{ApiError, ErrorBody, ErrorCode};
 pub use types::{
     CommandAccepted, CommandDone, CommandReply, CommandRequest, CommandType, MAX_TIMEOUT_MS,

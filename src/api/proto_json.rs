@@ -123,7 +123,6 @@ macro_rules! proto_enums {
 }
 
 proto_enums!(
-    ClientType,
     SessionState,
     ClientRunState,
     TransactionDirection
@@ -182,8 +181,9 @@ fn map(m: &HashMap<String, String>) -> BTreeMap<String, String> {
 pub struct ClientRegistration {
     /// Human-readable name.
     pub client_name: String,
-    /// Kind of client.
-    pub client_type: Enum<proto::ClientType>,
+    /// Kind of client (`wallet-sync`, `trading-bot`, `price-feed`, or a
+    /// custom type), lower-case.
+    pub client_type: String,
     /// The client's software version.
     pub version: String,
     /// What the client can do.
@@ -194,7 +194,7 @@ impl From<&proto::ClientRegistration> for ClientRegistration {
     fn from(r: &proto::ClientRegistration) -> Self {
         Self {
             client_name: r.client_name.clone(),
-            client_type: Enum::new(r.client_type),
+            client_type: r.client_type.clone(),
             version: r.version.clone(),
             capabilities: r.capabilities.clone(),
         }
@@ -360,6 +360,8 @@ pub struct ClientCounters {
     pub wallets_dropped: U64,
     /// Prices received.
     pub prices: U64,
+    /// Messages dropped as malformed (the session went on).
+    pub messages_rejected: U64,
 }
 
 impl From<&proto::ClientCounters> for ClientCounters {
@@ -377,6 +379,7 @@ impl From<&proto::ClientCounters> for ClientCounters {
             commands_timed_out: U64(c.commands_timed_out),
             wallets_dropped: U64(c.wallets_dropped),
             prices: U64(c.prices),
+            messages_rejected: U64(c.messages_rejected),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Client configuration.
 
-use crate::proto::{ClientRegistration, ClientType};
+use super::ClientType;
+use crate::proto::ClientRegistration;
 use std::time::Duration;
 
 /// How a client connects and who it says it is.
@@ -27,14 +28,14 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
-    /// Defaults for a generic client.
+    /// Defaults for a client of the custom type `generic`.
     pub fn new(endpoint: impl Into<String>, client_id: impl Into<String>) -> Self {
         let client_id = client_id.into();
         Self {
             endpoint: endpoint.into(),
             registration: ClientRegistration {
                 client_name: client_id.clone(),
-                client_type: ClientType::Unspecified as i32,
+                client_type: "generic".into(),
                 version: env!("CARGO_PKG_VERSION").into(),
                 capabilities: Vec::new(),
             },
@@ -48,9 +49,10 @@ impl ClientConfig {
         }
     }
 
-    /// Sets the client type.
-    pub fn client_type(mut self, t: ClientType) -> Self {
-        self.registration.client_type = t as i32;
+    /// Sets the client type (`ClientType::WalletSync`, or
+    /// `ClientType::from("my-type")` for a custom one).
+    pub fn client_type(mut self, t: impl Into<ClientType>) -> Self {
+        self.registration.client_type = t.into().as_str().to_owned();
         self
     }
 

@@ -9,14 +9,14 @@ use crate::proto::{
     ClientMessage, CommandAck, Heartbeat, ServerCommand, client_message::Payload,
     server_command::Command as Wire,
 };
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior, interval_at, timeout};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Endpoint;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// Where the client's connection stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,9 +39,9 @@ pub struct Client {
     state: watch::Sender<ConnectionState>,
 }
 
-/// An ack produced by the handler task, tagged with the connection it
-/// belongs to (acks of an earlier connection are dropped: the new session
-/// never sent those commands).
+/// An ack produced by the handler task, tagged with the connection that
+/// delivered its command (an ack whose command no later connection
+/// redelivered is dropped: the new session never sent that command).
 struct TaggedAck {
     generation: u64,
     ack: CommandAck,
@@ -51,14 +51,20 @@ struct TaggedAck {
 struct Recent {
     order: VecDeque<String>,
     done: HashMap<String, CommandAck>,
-    in_flight: HashSet<String>,
+    /// Commands the handler is working on, with the connection that
+    /// delivered them last: a command redelivered on a new connection
+    /// (the operator restarted, or the client moved) is acked there once
+    /// the handler is done, and never handled twice.
+    in_flight: HashMap<String, u64>,
 }
 
 const RECENT_COMMANDS: usize = 256;
 
 impl Recent {
-    fn remember(&mut self, ack: &CommandAck) {
-        self.in_flight.remove(&ack.command_id);
+    /// Records a finished command; returns the connection that should get
+    /// its ack.
+    fn remember(&mut self, ack: &CommandAck) -> Option<u64> {
+        let delivered_on = self.in_flight.remove(&ack.command_id);
         if self.order.len() == RECENT_COMMANDS
             && let Some(old) = self.order.pop_front()
         {
@@ -66,12 +72,24 @@ impl Recent {
         }
         self.order.push_back(ack.command_id.clone());
         self.done.insert(ack.command_id.clone(), ack.clone());
+        delivered_on
     }
 }
 
 enum Ended {
     Shutdown,
     Stream(String),
+    /// The server refused the client (UNAUTHENTICATED, PERMISSION_DENIED):
+    /// retrying soon will not change that.
+    Refused(tonic::Status),
+}
+
+/// A status the server ends a stream with; refusals are permanent-looking.
+fn ended_by(status: tonic::Status) -> Ended {
+    match status.code() {
+        tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => Ended::Refused(status),
+        _ => Ended::Stream(format!("{:?}: {}", status.code(), status.message())),
+    }
 }
 
 impl Client {
@@ -103,9 +121,10 @@ impl Client {
         let mut recent = Recent {
             order: VecDeque::new(),
             done: HashMap::new(),
-            in_flight: HashSet::new(),
+            in_flight: HashMap::new(),
         };
         let mut generation = 0u64;
+        let mut refused: Option<tonic::Code> = None;
         loop {
             generation += 1;
             let ended = self
@@ -119,16 +138,37 @@ impl Client {
                 )
                 .await;
             self.state.send_replace(ConnectionState::Disconnected);
-            match ended {
+            let delay = match ended {
                 Ended::Shutdown => break,
                 Ended::Stream(why) => {
+                    refused = None;
                     let delay = backoff.next_delay();
                     warn!(client_id = %self.config.client_id, %why, delay_ms = delay.as_millis() as u64, "stream ended; reconnecting");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(delay) => {}
-                    }
+                    delay
                 }
+                Ended::Refused(status) => {
+                    // Credentials or the client's registration are wrong:
+                    // one clear error, then retry at the slowest pace.
+                    backoff.to_max();
+                    let delay = backoff.next_delay();
+                    if refused != Some(status.code()) {
+                        error!(
+                            client_id = %self.config.client_id,
+                            code = ?status.code(),
+                            reason = status.message(),
+                            retry_ms = delay.as_millis() as u64,
+                            "the server refused this client; fix its token or resource, retrying at the maximum backoff"
+                        );
+                    } else {
+                        debug!(code = ?status.code(), reason = status.message(), "refused again");
+                    }
+                    refused = Some(status.code());
+                    delay
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(delay) => {}
             }
         }
         drop(worker);
@@ -184,9 +224,7 @@ impl Client {
         let open = timeout(cfg.connect_timeout, client.connect_client(request));
         let mut inbound = match open.await {
             Ok(Ok(r)) => r.into_inner(),
-            Ok(Err(status)) => {
-                return Ended::Stream(format!("{:?}: {}", status.code(), status.message()));
-            }
+            Ok(Err(status)) => return ended_by(status),
             Err(_) => return Ended::Stream("timed out opening the stream".into()),
         };
         let (session_id, hb_every) = match timeout(cfg.connect_timeout, inbound.message()).await {
@@ -205,9 +243,7 @@ impl Client {
                 return Ended::Stream(format!("expected registered, got {other:?}"));
             }
             Ok(Ok(None)) => return Ended::Stream("stream closed before registered".into()),
-            Ok(Err(status)) => {
-                return Ended::Stream(format!("{:?}: {}", status.code(), status.message()));
-            }
+            Ok(Err(status)) => return ended_by(status),
             Err(_) => return Ended::Stream("timed out waiting for registered".into()),
         };
         backoff.reset();
@@ -230,7 +266,7 @@ impl Client {
                         }
                     }
                     Ok(None) => return Ended::Stream("server ended the stream".into()),
-                    Err(status) => return Ended::Stream(format!("{:?}: {}", status.code(), status.message())),
+                    Err(status) => return ended_by(status),
                 },
                 _ = heartbeat.tick() => {
                     seq += 1;
@@ -239,8 +275,8 @@ impl Client {
                     }
                 }
                 Some(tagged) = ack_rx.recv() => {
-                    recent.remember(&tagged.ack);
-                    if tagged.generation == generation
+                    let delivered_on = recent.remember(&tagged.ack).unwrap_or(tagged.generation);
+                    if delivered_on == generation
                         && req_tx.send(self.message(Payload::CommandAck(tagged.ack))).await.is_err()
                     {
                         return Ended::Stream("request stream closed".into());
@@ -274,8 +310,9 @@ impl Client {
             debug!(command_id = %id, "redelivered command; acking without acting");
             return Some(done.clone());
         }
-        if recent.in_flight.contains(&id) {
-            debug!(command_id = %id, "redelivered command still in progress");
+        if let Some(delivered_on) = recent.in_flight.get_mut(&id) {
+            debug!(command_id = %id, "redelivered command still in progress; acked when done");
+            *delivered_on = generation;
             return None;
         }
         let expired = cmd
@@ -304,7 +341,7 @@ impl Client {
                 let typed = Command::from_wire(wire)?;
                 match cmd_tx.try_send((generation, cmd, typed)) {
                     Ok(()) => {
-                        recent.in_flight.insert(id);
+                        recent.in_flight.insert(id, generation);
                         None
                     }
                     Err(_) => Some(fail("client busy: command queue full")),

@@ -148,15 +148,19 @@ fn record(
                     };
                     return true;
                 }
-                if session_ended {
-                    // Re-sent with the same id once the client is back.
-                    rt.sync.resend_id = Some(inflight.command_id.clone());
-                } else {
+                // A disconnect or a timeout leaves the id in place: the
+                // redelivery is the same request, which a client that
+                // dedupes by id carries out once. A refusal makes the next
+                // attempt a new command.
+                if !session_ended {
                     rt.sync.attempts += 1;
                     rt.sync.not_before =
                         Some(Instant::now() + SyncTracker::backoff(rt.sync.attempts));
                     rt.sync.last_error = message;
-                    rt.sync.resend_id = None;
+                    if state == CommandState::Failed {
+                        rt.sync.failures += 1;
+                        rt.sync.command_id = None;
+                    }
                 }
             }
             _ => {}

@@ -7,7 +7,7 @@
 //! changed Secret revokes the old token for new connections within it.
 
 use super::index::ResourceIndex;
-use crate::streaming::{BoxFuture, ClientAuthenticator, Credentials, constant_time_eq};
+use crate::streaming::{BoxFuture, ClientAuthenticator, Credentials, tokens_match};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use std::collections::HashMap;
@@ -113,7 +113,7 @@ impl ClientAuthenticator for SecretAuth {
                 ));
             };
             match self.secret_value(&r.namespace, &secret, &key).await? {
-                Some(expected) if constant_time_eq(token.as_bytes(), &expected) => Ok(()),
+                Some(expected) if tokens_match(token.as_bytes(), &expected) => Ok(()),
                 Some(_) => Err(Status::unauthenticated("invalid token")),
                 None => Err(Status::unauthenticated(format!(
                     "the token Secret {}/{secret} (key {key}) does not exist",

@@ -61,10 +61,7 @@ pub fn decide(desired: &Desired, rt: &ClientRuntime, now: Instant) -> Vec<Action
         out.push(Action::UpdateConfig);
     }
     let sync_inflight = rt.inflight.iter().any(|i| i.sync_generation.is_some());
-    let already_done = rt
-        .sync
-        .done_generation
-        .is_some_and(|g| g >= desired.generation);
+    let already_done = rt.sync.is_done(Some(desired.generation));
     if desired.sync_requested
         && !sync_inflight
         && !already_done

@@ -6,12 +6,11 @@
 use super::decide::{Action as Cmd, Desired, decide};
 use super::holder::held_session;
 use super::index::ResourceIndex;
-use super::runtime::{Inflight, Key, Runtimes};
+use super::runtime::{ClientRuntime, Inflight, Key, Runtimes, SyncTracker};
 use super::status::{Observed, SessionView, compute_status, needs_write, time};
 use super::{Error, FIELD_MANAGER, acks};
 use crate::commands::{self, CommandKind, config_hash};
 use crate::crd::{CommandState, CryptoClient, LastCommand};
-use crate::proto::ClientType;
 use crate::streaming::{Session, StreamingHandle};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -75,13 +74,7 @@ fn view(s: &Session) -> SessionView {
         id: s.session_id.to_string(),
         connected_at: s.connected_at,
         client_name: s.registration.client_name.clone(),
-        client_type: ClientType::try_from(s.registration.client_type)
-            .map(|t| {
-                t.as_str_name()
-                    .trim_start_matches("CLIENT_TYPE_")
-                    .to_owned()
-            })
-            .unwrap_or_default(),
+        client_type: s.registration.client_type.clone(),
         version: s.registration.version.clone(),
         last_heartbeat: s.last_heartbeat(),
         stale: s.is_stale(),
@@ -127,6 +120,31 @@ async fn reconcile_inner(obj: &CryptoClient, ctx: &Arc<Ctx>) -> Result<Action, E
         generation,
     };
 
+    // A completed sync request is reset in the spec first, so nothing
+    // below can take the acked request for a new one. Requests up to the
+    // generation the reset produced are done; a new one needs a later
+    // spec write.
+    let reset = ctx.runtimes.with(&key, |rt| rt.sync.reset_pending);
+    if reset {
+        let done = if obj.spec.sync_requested {
+            let api: Api<CryptoClient> = Api::namespaced(ctx.client.clone(), &ns);
+            let patched = api
+                .patch(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": {"syncRequested": false}})),
+                )
+                .await?;
+            patched.metadata.generation.unwrap_or(generation)
+        } else {
+            generation
+        };
+        ctx.runtimes.with(&key, |rt| {
+            rt.sync.reset_pending = false;
+            rt.sync.done_generation = Some(done);
+        });
+    }
+
     // Commands: only to a client this replica holds.
     if let Some(s) = &session {
         let plan = ctx.runtimes.with(&key, |rt| {
@@ -136,25 +154,10 @@ async fn reconcile_inner(obj: &CryptoClient, ctx: &Arc<Ctx>) -> Result<Action, E
             decide(&desired, rt, Instant::now())
         });
         for action in plan {
-            send(ctx, &key, &client_id, &desired, &desired_map, action);
+            send(ctx, &key, obj, &client_id, &desired, &desired_map, action);
         }
     } else {
         ctx.handle.metrics().client_down(&ns, &name, &client_id);
-    }
-
-    // A completed sync request is reset in the spec.
-    let reset = ctx.runtimes.with(&key, |rt| rt.sync.reset_pending);
-    if reset {
-        if obj.spec.sync_requested {
-            let api: Api<CryptoClient> = Api::namespaced(ctx.client.clone(), &ns);
-            api.patch(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"spec": {"syncRequested": false}})),
-            )
-            .await?;
-        }
-        ctx.runtimes.with(&key, |rt| rt.sync.reset_pending = false);
     }
 
     // Status.
@@ -201,6 +204,7 @@ async fn reconcile_inner(obj: &CryptoClient, ctx: &Arc<Ctx>) -> Result<Action, E
 fn send(
     ctx: &Arc<Ctx>,
     key: &Key,
+    obj: &CryptoClient,
     client_id: &str,
     desired: &Desired,
     desired_map: &HashMap<String, String>,
@@ -216,10 +220,8 @@ fn send(
         Cmd::SyncWallets(_) => (commands::sync_wallets(Vec::new()), CommandKind::SyncWallets),
     };
     let mut cmd = commands::new(body);
-    if let Cmd::SyncWallets(_) = action
-        && let Some(id) = ctx.runtimes.with(key, |rt| rt.sync.resend_id.take())
-    {
-        cmd.command_id = id;
+    if let Cmd::SyncWallets(generation) = action {
+        cmd.command_id = ctx.runtimes.with(key, |rt| sync_id(obj, generation, rt));
     }
     let inflight = Inflight {
         command_id: cmd.command_id.clone(),
@@ -263,6 +265,22 @@ fn send(
             });
         }
     }
+}
+
+/// The command id of this request's `sync_wallets`: the one already in use
+/// (this process's memory, else `status.pendingSync` written by whichever
+/// process sent it first), else derived from the request.
+fn sync_id(obj: &CryptoClient, generation: i64, rt: &mut ClientRuntime) -> String {
+    let recorded = (rt.sync.failures == 0)
+        .then(|| obj.status.as_ref()?.pending_sync.as_ref())
+        .flatten()
+        .map(|p| p.command_id.clone());
+    let id = rt.sync.command_id.clone().or(recorded).unwrap_or_else(|| {
+        let uid = obj.metadata.uid.as_deref().unwrap_or_default();
+        SyncTracker::derive_id(uid, generation, rt.sync.failures)
+    });
+    rt.sync.command_id = Some(id.clone());
+    id
 }
 
 /// Per-object exponential backoff on errors: 1 s, 2 s, 4 s … capped at 5 min.

@@ -31,26 +31,51 @@ pub struct Inflight {
 pub struct SyncTracker {
     /// Failed or timed-out attempts for the current request.
     pub attempts: u32,
+    /// Attempts the client answered with `success: false`: each makes the
+    /// next attempt a new command (`…-<n>`), since a client that dedupes by
+    /// id would otherwise answer the retry with its remembered failure.
+    pub failures: u32,
     /// No new attempt before this.
     pub not_before: Option<Instant>,
-    /// The generation whose request was completed (acked with success).
+    /// Requests of this generation and older are done: the generation the
+    /// spec reset produced (or the acked one until the reset is written).
     pub done_generation: Option<i64>,
-    /// `spec.syncRequested` must be set back to false.
+    /// A sync was acked and `spec.syncRequested` must be set back to false.
     pub reset_pending: bool,
     /// Why the last attempt failed.
     pub last_error: Option<String>,
     /// When the last sync was acked.
     pub completed_at: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
-    /// Command id to reuse when a sync is re-sent after its session ended
-    /// (the SDK then recognises the redelivery and does not sync twice).
-    pub resend_id: Option<String>,
+    /// The command id of the current request, reused for every redelivery
+    /// (after a disconnect or an ack timeout) so a client that dedupes by
+    /// id syncs once; also recorded in `status.pendingSync`.
+    pub command_id: Option<String>,
 }
-
 /// Most sync attempts for one request before giving up (a spec change or
 /// toggling `syncRequested` starts a new request).
 pub const MAX_SYNC_ATTEMPTS: u32 = 5;
 
 impl SyncTracker {
+    /// Whether the request of a resource at `generation` is already done.
+    pub fn is_done(&self, generation: Option<i64>) -> bool {
+        self.reset_pending
+            || match (self.done_generation, generation) {
+                (Some(done), Some(g)) => done >= g,
+                (Some(_), None) => true,
+                (None, _) => false,
+            }
+    }
+
+    /// The command id of a resource-driven `sync_wallets`: derived from
+    /// the request itself (`sync-<uid>-<generation>`, and `-<n>` after `n`
+    /// refusals), so any operator process that sends it sends the same id.
+    pub fn derive_id(uid: &str, generation: i64, failures: u32) -> String {
+        match failures {
+            0 => format!("sync-{uid}-{generation}"),
+            n => format!("sync-{uid}-{generation}-{n}"),
+        }
+    }
+
     /// Backoff after `attempts` failures: 2 s, 4 s, 8 s, … capped at 5 min.
     pub fn backoff(attempts: u32) -> Duration {
         let secs = 2u64.saturating_pow(attempts.min(20)).min(300);

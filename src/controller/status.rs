@@ -5,7 +5,7 @@
 //! when nothing changed.
 
 use super::runtime::{ClientRuntime, MAX_SYNC_ATTEMPTS};
-use crate::crd::{CryptoClient, CryptoClientStatus, Phase, SessionStatus};
+use crate::crd::{CryptoClient, CryptoClientStatus, PendingSync, Phase, SessionStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use std::time::{Duration, SystemTime};
@@ -210,12 +210,15 @@ pub fn compute_status(
             now,
         )
     };
-    let done = match (rt.sync.done_generation, generation) {
-        (Some(done), Some(g)) => done >= g,
-        (Some(_), None) => true,
-        (None, _) => false,
-    };
-    let requested = obj.spec.sync_requested && !done;
+    let requested = obj.spec.sync_requested && !rt.sync.is_done(generation);
+    let pending_sync = requested
+        .then(|| match &rt.sync.command_id {
+            Some(id) => Some(PendingSync {
+                command_id: id.clone(),
+            }),
+            None => old.pending_sync.clone(),
+        })
+        .flatten();
     let synced = if requested {
         match (&rt.sync.last_error, rt.sync.attempts >= MAX_SYNC_ATTEMPTS) {
             (Some(e), true) => condition(
@@ -278,6 +281,7 @@ pub fn compute_status(
         applied_config_hash,
         last_sync: rt.sync.completed_at.clone().or(old.last_sync.clone()),
         last_command: rt.last_command.clone().or(old.last_command),
+        pending_sync,
     }
 }
 
@@ -328,7 +332,7 @@ mod tests {
             id: "s1".into(),
             connected_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_000),
             client_name: "eth".into(),
-            client_type: "WALLET_SYNCER".into(),
+            client_type: "wallet-sync".into(),
             version: "1.2.3".into(),
             last_heartbeat: Some(hb),
             stale,

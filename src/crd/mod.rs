@@ -95,7 +95,7 @@ pub struct SessionStatus {
     /// Name the client registered with.
     #[serde(default)]
     pub client_name: String,
-    /// Type the client registered with (for example `WALLET_SYNCER`).
+    /// Type the client registered with (for example `wallet-sync`).
     #[serde(default)]
     pub client_type: String,
     /// Software version the client registered with.
@@ -169,6 +169,19 @@ pub struct CryptoClientStatus {
     /// The last command sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_command: Option<LastCommand>,
+    /// The wallet-sync request being carried out (`spec.syncRequested`
+    /// and not yet acked): any operator process redelivers it with this
+    /// command id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_sync: Option<PendingSync>,
+}
+
+/// A requested wallet sync that has not been acked yet.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingSync {
+    /// The `sync_wallets` command id (`sync-<uid>-<generation>`).
+    pub command_id: String,
 }
 
 impl CryptoClient {

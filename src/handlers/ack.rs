@@ -3,28 +3,22 @@
 
 use crate::commands::CommandKind;
 use crate::proto::CommandAck;
-use crate::streaming::{AckOutcome, EndReason, Session};
+use super::Reject;
+use crate::streaming::{AckOutcome, Session};
 use std::sync::Arc;
-use tonic::Code;
 use tracing::{debug, info};
 
-/// Handles an ack. An id this session never sent ends the session with
-/// INVALID_ARGUMENT; an ack that arrives after its command timed out is
-/// logged and ignored.
-pub(crate) fn handle(session: &Session, ack: &CommandAck) -> Result<(), EndReason> {
+/// Handles an ack. An ack for an id this session has no pending entry for
+/// (never sent, already finished, another client's) or one that arrives
+/// after its command timed out changes nothing: it is refused for
+/// `dispatch` to drop and count.
+pub(crate) fn handle(session: &Session, ack: &CommandAck) -> Result<(), Reject> {
     let taken = session.pending().take(&ack.command_id);
     let Some((id, p)) = taken else {
         if session.pending().timed_out_recently(&ack.command_id) {
-            debug!(command_id = %ack.command_id, "late ack after timeout ignored");
-            return Ok(());
+            return Err(Reject::LateAck);
         }
-        return Err(EndReason::ProtocolViolation(
-            Code::InvalidArgument,
-            format!(
-                "command_ack for command_id {:?}, which this session did not send or already acked",
-                ack.command_id
-            ),
-        ));
+        return Err(Reject::UnknownCommand);
     };
     if p.kind == CommandKind::Ping {
         session.record_ping_rtt(p.sent.elapsed());

@@ -43,7 +43,8 @@ fn outcome(s: &crate::streaming::Session, frame: &[u8]) -> String {
     match ClientMessage::decode(frame) {
         Err(_) => "undecodable".into(),
         Ok(m) => match dispatch(s, m) {
-            Ok(()) => "accepted".into(),
+            Ok(super::Handled::Accepted) => "accepted".into(),
+            Ok(super::Handled::Dropped(why)) => format!("dropped {}", why.label()),
             Err(EndReason::ProtocolViolation(code, _)) => format!("refused {code:?}"),
             Err(other) => format!("ended {other:?}"),
         },
@@ -154,10 +155,48 @@ fn seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
                 own,
                 Some(Payload::Transaction(Transaction {
                     tx_id: "0xabc".into(),
+                    wallet_id: "0x1".into(),
                     amount: "-0.25".into(),
                     ..Default::default()
                 })),
             )],
+        ),
+        (
+            "transaction-without-wallet-id",
+            vec![msg(
+                own,
+                Some(Payload::Transaction(Transaction {
+                    tx_id: "0xabc".into(),
+                    amount: "-0.25".into(),
+                    ..Default::default()
+                })),
+            )],
+        ),
+        (
+            "transaction-without-tx-id",
+            vec![msg(
+                own,
+                Some(Payload::Transaction(Transaction {
+                    wallet_id: "0x1".into(),
+                    amount: "1".into(),
+                    ..Default::default()
+                })),
+            )],
+        ),
+        (
+            "bad-records-then-heartbeat",
+            vec![
+                msg(own, Some(Payload::WalletUpdate(WalletUpdate::default()))),
+                msg(
+                    own,
+                    Some(Payload::WalletUpdate(WalletUpdate {
+                        wallet_id: "0x1".into(),
+                        balance: "1e18".into(),
+                        ..Default::default()
+                    })),
+                ),
+                heartbeat(1),
+            ],
         ),
         (
             "status-unknown-enum",

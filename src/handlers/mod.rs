@@ -1,8 +1,9 @@
 //! Handlers: one small function per client message type. Each updates the
 //! client's state kept on its session (latest registration, status, wallet
-//! balances, counters) and may refuse the message, which ends the session
-//! with a precise status. `dispatch` applies the per-message session rules
-//! and publishes every handled message on the event bus.
+//! balances, counters). `dispatch` applies the per-message session rules
+//! (a violation ends the session with a precise status), drops malformed
+//! payloads (`validate`: counted and logged; the session goes on) and
+//! publishes every handled message on the event bus.
 
 mod ack;
 #[cfg(test)]
@@ -11,15 +12,19 @@ mod corpus;
 mod fuzz;
 mod heartbeat;
 mod records;
+pub mod register;
 mod snapshot;
 mod state;
+mod validate;
 
 pub use snapshot::snapshot;
 pub use state::ClientState;
+pub use validate::{Reject, plain_decimal};
 
-use crate::proto::{ClientMessage, client_message::Payload};
+use crate::proto::{ClientMessage, client_message::Payload, client_types};
 use crate::streaming::{EndReason, EventKind, Session};
 use std::sync::Arc;
+use tokio::time::Instant;
 use tonic::Code;
 
 /// Position of a payload's type in [`PAYLOAD_NAMES`].
@@ -61,11 +66,22 @@ fn violation(code: Code, msg: impl Into<String>) -> EndReason {
     EndReason::ProtocolViolation(code, msg.into())
 }
 
-/// Handles one message of a registered session; `Err` ends the session.
-pub(crate) fn dispatch(session: &Session, mut msg: ClientMessage) -> Result<(), EndReason> {
-    session
-        .metrics
-        .message_received(payload_index(msg.payload.as_ref()));
+/// What `dispatch` did with a message the session survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Handled {
+    /// Applied (and published when someone wants it).
+    Accepted,
+    /// Dropped, counted and logged.
+    Dropped(Reject),
+}
+
+/// Handles one message of a registered session. `Err` (a protocol
+/// violation: another client's id, a second `register`) ends the session;
+/// a malformed payload is dropped, counted and logged, and the session
+/// goes on.
+pub(crate) fn dispatch(session: &Session, mut msg: ClientMessage) -> Result<Handled, EndReason> {
+    let kind = payload_index(msg.payload.as_ref());
+    session.metrics.message_received(kind);
     if *msg.client_id != *session.client_id {
         return Err(violation(
             Code::PermissionDenied,
@@ -76,11 +92,19 @@ pub(crate) fn dispatch(session: &Session, mut msg: ClientMessage) -> Result<(), 
         ));
     }
     session.state().counters.messages_received += 1;
-    if matches!(msg.payload, Some(Payload::Log(_) | Payload::Error(_))) {
-        let max = session.state().max_text_bytes;
-        if records::truncate_text(&mut msg, max) {
-            session.metrics.text_truncated();
-        }
+    if matches!(msg.payload, Some(Payload::Register(_))) {
+        return Err(violation(
+            Code::FailedPrecondition,
+            "register is only allowed as the first message of a stream",
+        ));
+    }
+    if let Err(why) = check(session, &msg) {
+        reject(session, &msg, kind, why);
+        return Ok(Handled::Dropped(why));
+    }
+    let max = session.state().max_text_bytes;
+    if records::truncate_text(&mut msg, max) {
+        session.metrics.text_truncated();
     }
     let publish = session.bus.wants_message(msg.payload.as_ref());
     if !publish
@@ -88,24 +112,24 @@ pub(crate) fn dispatch(session: &Session, mut msg: ClientMessage) -> Result<(), 
             .payload
             .take_if(|p| matches!(p, Payload::WalletUpdate(_)))
     {
-        return records::wallet_update_owned(session, w);
+        records::wallet_update_owned(session, w);
+        return Ok(Handled::Accepted);
     }
     match &msg.payload {
-        None => return Err(violation(Code::InvalidArgument, "message has no payload")),
-        Some(Payload::Register(_)) => {
-            return Err(violation(
-                Code::FailedPrecondition,
-                "register is only allowed as the first message of a stream",
-            ));
-        }
+        None | Some(Payload::Register(_)) => {}
         Some(Payload::Heartbeat(hb)) => heartbeat::handle(session, hb),
-        Some(Payload::CommandAck(ack)) => ack::handle(session, ack)?,
-        Some(Payload::WalletUpdate(w)) => records::wallet_update(session, w)?,
+        Some(Payload::CommandAck(ack)) => {
+            if let Err(why) = ack::handle(session, ack) {
+                reject(session, &msg, kind, why);
+                return Ok(Handled::Dropped(why));
+            }
+        }
+        Some(Payload::WalletUpdate(w)) => records::wallet_update(session, w),
         Some(Payload::Transaction(t)) => records::transaction(session, t),
         Some(Payload::Status(s)) => records::status(session, s),
         Some(Payload::Error(e)) => records::error(session, e),
         Some(Payload::Log(l)) => records::log(session, l),
-        Some(Payload::Price(p)) => records::price(session, p)?,
+        Some(Payload::Price(_)) => records::price(session),
     }
     if publish {
         session.bus.publish(
@@ -114,5 +138,60 @@ pub(crate) fn dispatch(session: &Session, mut msg: ClientMessage) -> Result<(), 
             EventKind::Message(Arc::new(msg)),
         );
     }
-    Ok(())
+    Ok(Handled::Accepted)
+}
+
+/// The data rule of [`validate`] for the message's payload.
+fn check(session: &Session, msg: &ClientMessage) -> Result<(), Reject> {
+    match &msg.payload {
+        None => Err(Reject::NoPayload),
+        Some(Payload::Register(_) | Payload::Heartbeat(_)) => Ok(()),
+        Some(Payload::CommandAck(a)) => validate::ack(a),
+        Some(Payload::WalletUpdate(w)) => validate::wallet_update(w),
+        Some(Payload::Transaction(t)) => validate::transaction(t),
+        Some(Payload::Status(s)) => validate::status(s),
+        Some(Payload::Error(e)) => validate::error(e),
+        Some(Payload::Log(l)) => validate::log(l, session.state().max_text_bytes),
+        Some(Payload::Price(p)) => {
+            if session.registration.client_type != client_types::PRICE_FEED {
+                return Err(Reject::NotPriceFeed);
+            }
+            validate::price(p)
+        }
+    }
+}
+
+/// The longest `message_id` a log line repeats.
+const LOGGED_MESSAGE_ID: usize = 128;
+
+/// Drops a message: counted per type and reason and on the session, and
+/// logged (a warning at most once per period per session, debug otherwise).
+fn reject(session: &Session, msg: &ClientMessage, kind: usize, why: Reject) {
+    session.metrics.message_rejected(kind, why.label());
+    let warn_now = session.state().count_reject(Instant::now());
+    let mut cut = msg.message_id.len().min(LOGGED_MESSAGE_ID);
+    while !msg.message_id.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let message_id = &msg.message_id[..cut];
+    let r#type = PAYLOAD_NAMES[kind];
+    match warn_now {
+        Some(quiet) => tracing::warn!(
+            client_id = %session.client_id,
+            message_id,
+            r#type,
+            reason = why.label(),
+            detail = %why,
+            dropped_quietly = quiet,
+            "message dropped; the session goes on"
+        ),
+        None => tracing::debug!(
+            client_id = %session.client_id,
+            message_id,
+            r#type,
+            reason = why.label(),
+            detail = %why,
+            "message dropped"
+        ),
+    }
 }

@@ -1,22 +1,23 @@
 //! Data messages: `wallet_update`, `transaction`, `status`, `error`, `log`
-//! and `price`. Each keeps what the snapshot shows and counts it.
+//! and `price`, already checked by `validate`. Each keeps what the
+//! snapshot shows and counts it.
 
 use crate::proto::{
-    ClientMessage, ClientStatus, ClientType, ErrorReport, LogEntry, LogLevel, PriceUpdate,
-    Transaction, WalletUpdate,
+    ClientMessage, ClientStatus, ErrorReport, LogEntry, LogLevel, Transaction, WalletUpdate,
 };
-use crate::streaming::{EndReason, Session};
-use tonic::Code;
+use crate::streaming::Session;
 use tracing::{debug, error, info, warn};
 
-/// Cuts the text of a `log` or `error` longer than `max` bytes (at a
-/// character boundary) and flags it: the text ends with "[truncated N
-/// bytes]" and a log gets the field `truncated=true`. Returns whether it cut.
+/// Cuts the text of a `log`, an `error` or a `status` detail longer than
+/// `max` bytes (at a character boundary) and flags it: the text ends with
+/// "[truncated N bytes]" and a log gets the field `truncated=true`.
+/// Returns whether it cut.
 pub(crate) fn truncate_text(msg: &mut ClientMessage, max: usize) -> bool {
     use crate::proto::client_message::Payload;
     let (text, fields) = match &mut msg.payload {
         Some(Payload::Log(l)) => (&mut l.message, Some(&mut l.fields)),
         Some(Payload::Error(e)) => (&mut e.message, None),
+        Some(Payload::Status(s)) => (&mut s.detail, None),
         _ => return false,
     };
     if text.len() <= max {
@@ -37,20 +38,14 @@ pub(crate) fn truncate_text(msg: &mut ClientMessage, max: usize) -> bool {
 
 /// Keeps the latest balance per (wallet, asset), up to the wallet limit,
 /// for an update the event bus also needs (a copy is kept).
-pub(crate) fn wallet_update(session: &Session, w: &WalletUpdate) -> Result<(), EndReason> {
-    wallet_update_owned(session, w.clone())
+pub(crate) fn wallet_update(session: &Session, w: &WalletUpdate) {
+    wallet_update_owned(session, w.clone());
 }
 
 /// Keeps the latest balance per (wallet, asset), up to the wallet limit:
 /// the update is moved into the state (allocates only the key of a wallet
 /// seen first).
-pub(crate) fn wallet_update_owned(session: &Session, mut w: WalletUpdate) -> Result<(), EndReason> {
-    if w.wallet_id.is_empty() {
-        return Err(EndReason::ProtocolViolation(
-            Code::InvalidArgument,
-            "wallet_update.wallet_id is required".into(),
-        ));
-    }
+pub(crate) fn wallet_update_owned(session: &Session, mut w: WalletUpdate) {
     let mut st = session.state();
     st.counters.wallet_updates += 1;
     let key = (
@@ -68,7 +63,6 @@ pub(crate) fn wallet_update_owned(session: &Session, mut w: WalletUpdate) -> Res
         drop(st);
         debug!(wallet_id = %key.0, "wallet limit reached; balance not kept");
     }
-    Ok(())
 }
 
 /// Counts a transaction (it reaches subscribers through the event bus).
@@ -103,20 +97,10 @@ pub(crate) fn log(session: &Session, l: &LogEntry) {
     }
 }
 
-/// Accepts a price only from a client registered as a price feed.
-pub(crate) fn price(session: &Session, p: &PriceUpdate) -> Result<(), EndReason> {
-    if session.registration.client_type != ClientType::PriceFeed as i32 {
-        session.metrics.price_refused();
-        return Err(EndReason::ProtocolViolation(
-            Code::PermissionDenied,
-            format!(
-                "price for {} refused: only clients registered as CLIENT_TYPE_PRICE_FEED may send prices",
-                p.symbol
-            ),
-        ));
-    }
+/// Counts a price (the market takes it from the event bus; the client
+/// type was checked by `validate`).
+pub(crate) fn price(session: &Session) {
     session.state().counters.prices += 1;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ pub struct Metrics {
     cancelled: Vec<IntCounter>,
     sessions_ended: Vec<IntCounter>,
     streams_rejected: IntCounterVec,
-    prices_refused: IntCounter,
+    messages_rejected: IntCounterVec,
     rate_limited: IntCounter,
     texts_truncated: IntCounter,
     ping_rtt: Histogram,
@@ -174,12 +174,11 @@ impl Metrics {
                 "Streams refused before registration, by gRPC status code.",
                 &["code"],
             )?,
-            prices_refused: register(
+            messages_rejected: counter_vec(
                 &r,
-                IntCounter::new(
-                    "crypto_prices_refused_total",
-                    "Price messages refused because the client is not a price feed.",
-                )?,
+                "crypto_client_messages_rejected_total",
+                "Client messages dropped (the session goes on), by payload type and reason.",
+                &["type", "reason"],
             )?,
             rate_limited: register(
                 &r,
@@ -319,7 +318,11 @@ impl Metrics {
         self.texts_truncated.inc();
     }
 
-    pub(crate) fn price_refused(&self) {
-        self.prices_refused.inc();
+    /// A dropped message; rare, so its series are made on first use.
+    pub(crate) fn message_rejected(&self, payload_index: usize, reason: &str) {
+        let kind = PAYLOAD_NAMES.get(payload_index).copied().unwrap_or("empty");
+        self.messages_rejected
+            .with_label_values(&[kind, reason])
+            .inc();
     }
 }

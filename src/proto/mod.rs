@@ -7,3 +7,14 @@ tonic::include_proto!("crypto.v1");
 
 /// Encoded `FileDescriptorSet` of every `crypto.v1` file, for reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("crypto_descriptor");
+
+/// Well-known values of `ClientRegistration.client_type` (any other value
+/// of 1 to 64 characters of `[A-Za-z0-9._-]` is a valid custom type).
+pub mod client_types {
+    /// Keeps wallet balances in sync with a chain or exchange.
+    pub const WALLET_SYNC: &str = "wallet-sync";
+    /// Places orders.
+    pub const TRADING_BOT: &str = "trading-bot";
+    /// Publishes prices; the only type whose `price` messages are accepted.
+    pub const PRICE_FEED: &str = "price-feed";
+}

@@ -78,16 +78,27 @@ impl ClientAuthenticator for CertificateOnly {
     }
 }
 
-/// Compares two byte strings in time that depends only on their lengths.
+/// Compares two byte strings in time that depends only on their lengths
+/// (callers compare fixed-length digests, so not even on that).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
-    let mut diff = 0u8;
-    for (x, y) in a.iter().zip(b) {
-        diff |= x ^ y;
-    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
     std::hint::black_box(diff) == 0
+}
+
+/// SHA-256 of a token: what token comparisons compare.
+pub fn token_digest(token: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(token).into()
+}
+
+/// Whether a presented token equals the expected one: their SHA-256
+/// digests are compared in constant time, so neither the content nor the
+/// length of either token shows in the time taken.
+pub fn tokens_match(presented: &[u8], expected: &[u8]) -> bool {
+    constant_time_eq(&token_digest(presented), &token_digest(expected))
 }
 
 #[cfg(test)]
@@ -113,5 +124,8 @@ mod tests {
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"abcd"));
         assert!(constant_time_eq(b"", b""));
+        assert!(tokens_match(b"s3cret", b"s3cret"));
+        assert!(!tokens_match(b"s3cret", b"s3cre"));
+        assert!(!tokens_match(b"", b"x"));
     }
 }

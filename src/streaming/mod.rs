@@ -24,6 +24,7 @@ mod shared;
 
 pub use auth::{
     BoxFuture, CertificateOnly, ClientAuthenticator, Credentials, NoAuth, constant_time_eq,
+    token_digest, tokens_match,
 };
 pub use config::StreamingConfig;
 pub use end::EndReason;

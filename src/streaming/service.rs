@@ -4,7 +4,7 @@
 use super::handle::StreamingHandle;
 use super::outbound::OutboundStream;
 use super::session;
-use super::{Credentials, constant_time_eq};
+use super::{Credentials, tokens_match};
 use crate::handlers::snapshot;
 use crate::proto::crypto_streaming_service_server::CryptoStreamingService;
 use crate::proto::{
@@ -43,7 +43,7 @@ impl StreamingService {
             return Ok(());
         };
         match Credentials::from_metadata(req.metadata()).bearer {
-            Some(t) if constant_time_eq(t.as_bytes(), expected.as_bytes()) => Ok(()),
+            Some(t) if tokens_match(t.as_bytes(), expected.as_bytes()) => Ok(()),
             Some(_) => {
                 warn!("operator call with a wrong token refused");
                 Err(Status::unauthenticated("invalid operator token"))

@@ -50,7 +50,12 @@ pub(crate) async fn run(
     let span =
         info_span!("session", client_id = %session.client_id, session_id = %session.session_id);
     async move {
-        info!(%peer, client_name = %session.registration.client_name, "session registered");
+        info!(
+            %peer,
+            client_name = %session.registration.client_name,
+            client_type = %session.registration.client_type,
+            "session registered"
+        );
         let reason = drive(&core, &session, &mut inbound).await;
         finish(&core, &session, reason, term);
     }
@@ -77,7 +82,7 @@ async fn accept(
         Ok(Ok(None)) => return Err(None),
         Ok(Ok(Some(m))) => m,
     };
-    let reg = match msg.payload {
+    let mut reg = match msg.payload {
         Some(Payload::Register(reg)) => reg,
         other => {
             return Err(Some(Status::failed_precondition(format!(
@@ -91,6 +96,7 @@ async fn accept(
             "client_id must be 1 to 253 characters of [A-Za-z0-9._:-]",
         )));
     }
+    handlers::register::check(&mut reg).map_err(Some)?;
     if core.tasks.is_closed() {
         return Err(Some(Status::unavailable("server shutting down")));
     }
@@ -220,7 +226,7 @@ async fn drive(
                         );
                     }
                     let is_heartbeat = matches!(m.payload, Some(Payload::Heartbeat(_)));
-                    if let Err(reason) = handlers::dispatch(session, m) {
+                    if let Err(reason) = handlers::dispatch(session, m).map(drop) {
                         return reason;
                     }
                     if is_heartbeat {

@@ -7,7 +7,8 @@
 use super::fake_kube::{CRYPTO_GROUP as G, CRYPTO_PLURAL as P, CRYPTO_VERSION as V, FakeKube};
 use super::{RawClient, WAIT, end_status, msg, open, register};
 use crypto_operator::commands::{self, CommandKind};
-use crypto_operator::proto::{ClientType, ServerCommand, server_command::Command};
+use crypto_operator::proto::{ServerCommand, server_command::Command};
+use crypto_operator::client::ClientType;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -311,7 +312,7 @@ pub async fn offline_then_connect<C: Cluster>(k: &C, grpc: SocketAddr) {
 /// client's session.
 pub async fn unknown_refused_and_delete_ends_session<C: Cluster>(k: &C, grpc: SocketAddr) {
     created(k, "known", json!({"clientId": "known-1"})).await;
-    let (_tx, mut inbound) = open(grpc, msg("stranger", register(ClientType::WalletSyncer))).await;
+    let (_tx, mut inbound) = open(grpc, msg("stranger", register(ClientType::WalletSync))).await;
     let status = end_status(&mut inbound).await;
     assert_eq!(status.code(), Code::PermissionDenied);
     assert!(status.message().contains("stranger"));

@@ -14,9 +14,10 @@ pub mod http;
 
 use crypto_operator::proto::crypto_streaming_service_client::CryptoStreamingServiceClient;
 use crypto_operator::proto::{
-    ClientMessage, ClientRegistration, ClientType, CommandAck, ServerCommand,
+    ClientMessage, ClientRegistration, CommandAck, ServerCommand,
     client_message::Payload, server_command::Command,
 };
+use crypto_operator::client::ClientType;
 use crypto_operator::server::{self, Running, ServerConfig};
 use crypto_operator::streaming::{Event, EventSubscriber, StreamingConfig};
 use std::collections::HashMap;
@@ -164,7 +165,7 @@ pub fn msg(client_id: &str, payload: Payload) -> ClientMessage {
 pub fn register(kind: ClientType) -> Payload {
     Payload::Register(ClientRegistration {
         client_name: "test".into(),
-        client_type: kind as i32,
+        client_type: kind.as_str().into(),
         version: "1.0.0".into(),
         capabilities: vec!["sync_wallets".into()],
     })
@@ -213,7 +214,7 @@ pub async fn open_with_token(
 impl RawClient {
     /// Connects and registers as `client_id`.
     pub async fn connect(addr: std::net::SocketAddr, client_id: &str) -> Self {
-        Self::connect_as(addr, client_id, ClientType::WalletSyncer).await
+        Self::connect_as(addr, client_id, ClientType::WalletSync).await
     }
 
     /// Connects and registers as `client_id` of type `kind`.
@@ -227,7 +228,7 @@ impl RawClient {
         client_id: &str,
         token: &str,
     ) -> Self {
-        Self::connect_with(addr, client_id, ClientType::WalletSyncer, Some(token)).await
+        Self::connect_with(addr, client_id, ClientType::WalletSync, Some(token)).await
     }
 
     async fn connect_with(
