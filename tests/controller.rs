@@ -576,6 +576,77 @@ async fn serve_finds_the_cluster_through_kubeconfig() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `serve` in cluster mode against `fake`, ready (its `/readyz` answers 200).
+async fn serve_cluster(fake: &FakeKube, dir: &std::path::Path) -> support::process::ServeProcess {
+    let kubeconfig = fake.write_kubeconfig(dir);
+    let server = support::process::serve_with_env(
+        &["--require-client-auth=false"],
+        &[("KUBECONFIG", kubeconfig.as_os_str())],
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while http_get(server.http, "/readyz").await.0 != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server
+}
+
+/// Acks every command of `c` until a `sync_wallets` arrives; returns it
+/// unacked.
+async fn until_sync(c: &mut RawClient) -> crypto_operator::proto::ServerCommand {
+    loop {
+        let cmd = c.command().await;
+        if matches!(cmd.command, Some(Command::SyncWallets(_))) {
+            return cmd;
+        }
+        c.ack(&cmd.command_id, true).await;
+    }
+}
+
+#[tokio::test]
+async fn a_sync_interrupted_by_an_operator_crash_is_redelivered_with_the_same_id() {
+    let fake = FakeKube::start().await;
+    let created = fake.create(cc(NS, "crash-1", json!({}))).unwrap();
+    let uid = created["metadata"]["uid"].as_str().unwrap().to_owned();
+    let dir = std::env::temp_dir().join(format!("crypto-crash-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    let mut first = serve_cluster(&fake, &dir).await;
+    let mut c = RawClient::connect(first.grpc, "crash-1").await;
+    assert_eq!(
+        cluster::ack_kinds(&mut c, 2).await,
+        ["resume", "update_config"]
+    );
+    patch_spec(&fake, "crash-1", json!({"syncRequested": true}));
+    let delivered = until_sync(&mut c).await;
+    // The operator dies after delivering the sync and before its ack.
+    first.child.start_kill().unwrap();
+    first.child.wait().await.unwrap();
+    drop(c);
+
+    let second = serve_cluster(&fake, &dir).await;
+    let mut c = RawClient::connect(second.grpc, "crash-1").await;
+    let redelivered = until_sync(&mut c).await;
+    assert_eq!(
+        redelivered.command_id, delivered.command_id,
+        "one sync request, one command id, whichever process sends it"
+    );
+    let o = fake.get(G, V, P, NS, "crash-1").unwrap();
+    let generation = o["metadata"]["generation"].as_i64().unwrap();
+    assert_eq!(delivered.command_id, format!("sync-{uid}-{generation}"));
+    c.ack(&redelivered.command_id, true).await;
+    let o = wait_cc(&fake, "crash-1", "spec reset and lastSync", |o| {
+        o["spec"]["syncRequested"] == false
+            && o["status"]["lastSync"].is_string()
+            && o["status"].get("pendingSync").is_none()
+    })
+    .await;
+    assert_eq!(o["status"]["lastCommand"]["id"], delivered.command_id.as_str());
+    drop(second);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// An SDK client that remembers the pause state it was told.
 #[derive(Clone, Default)]
 struct PauseState(std::sync::Arc<std::sync::atomic::AtomicBool>);

@@ -266,6 +266,15 @@ async fn status_apply_removes_fields_the_manager_stopped_applying() {
         .unwrap();
     assert_eq!(first.data["status"]["lastSync"], json!("t1"));
 
+    let nested = api
+        .patch_status(
+            "c",
+            &pp,
+            &apply(json!({ "phase": "Connected", "pendingSync": { "commandId": "s-1" } })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(nested.data["status"]["pendingSync"]["commandId"], "s-1");
     let second = api
         .patch_status("c", &pp, &apply(json!({ "phase": "Paused" })))
         .await
@@ -273,7 +282,7 @@ async fn status_apply_removes_fields_the_manager_stopped_applying() {
     assert_eq!(
         second.data["status"],
         json!({ "phase": "Paused" }),
-        "lastSync removed"
+        "lastSync removed, and pendingSync with its only field (no empty object left)"
     );
     assert_eq!(second.data["spec"], json!({ "paused": false }));
     assert_eq!(generation(&second), 1);

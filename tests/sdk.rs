@@ -140,6 +140,74 @@ async fn a_redelivered_command_is_acked_without_acting_twice() {
     server.stop().await.unwrap();
 }
 
+/// Blocks on `SyncWallets` until released; counts the syncs it ran.
+#[derive(Clone)]
+struct SlowSync {
+    started: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Semaphore>,
+    runs: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CommandHandler for SlowSync {
+    async fn handle(&mut self, command: Command) -> CommandResult {
+        if let Command::SyncWallets { .. } = command {
+            self.runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.started.notify_one();
+            let _ = self.release.acquire().await;
+        }
+        Ok(HashMap::from([("wallets_synced".to_string(), "2".to_string())]))
+    }
+}
+
+#[tokio::test]
+async fn a_command_redelivered_while_in_progress_is_acked_on_the_new_session_once() {
+    let server = start(calm_config()).await;
+    let (client, _sender) = client::new(sdk_config(server.grpc_addr, "sdk-slow"));
+    let mut state = client.state();
+    let h = SlowSync {
+        started: Arc::new(tokio::sync::Notify::new()),
+        release: Arc::new(tokio::sync::Semaphore::new(0)),
+        runs: Arc::default(),
+    };
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(client.run(h.clone(), stop.clone()));
+    let first = connected(&mut state).await;
+    let mut cmd = commands::new(commands::sync_wallets(vec![]));
+    cmd.command_id = "sync-slow".into();
+    let pending = server.handle.send("sdk-slow", cmd.clone(), None).unwrap();
+    tokio::time::timeout(WAIT, h.started.notified()).await.unwrap();
+    // The session ends mid-sync (as when the operator restarts); the
+    // client reconnects and the operator redelivers the same command.
+    server.handle.kick("sdk-slow", "test");
+    assert!(pending.ack().await.is_err(), "the first session never got the ack");
+    tokio::time::timeout(
+        WAIT,
+        state.wait_for(|s| matches!(s, ConnectionState::Connected { session_id } if *session_id != first)),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let pending = server.handle.send("sdk-slow", cmd, None).unwrap();
+    // The SDK reads commands in order: once the ping after it is acked,
+    // the redelivery has reached the client (still syncing).
+    assert!(
+        server
+            .handle
+            .execute("sdk-slow", commands::new(commands::ping()), None)
+            .await
+            .unwrap()
+            .success
+    );
+    h.release.add_permits(1);
+    let ack = pending.ack().await.expect("acked on the new session");
+    assert!(ack.success);
+    assert_eq!(ack.command_id, "sync-slow");
+    assert_eq!(h.runs.load(std::sync::atomic::Ordering::SeqCst), 1, "synced once");
+    stop.cancel();
+    task.await.unwrap();
+    server.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn the_sdk_reconnects_after_the_server_restarts() {
     let server = start(calm_config()).await;

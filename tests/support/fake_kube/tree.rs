@@ -43,20 +43,26 @@ pub fn value_at<'a>(v: &'a Value, path: &[String]) -> Option<&'a Value> {
     path.iter().try_fold(v, |cur, k| cur.get(k))
 }
 
-/// Removes the field at `path` (no-op when absent).
+/// Removes the field at `path` (no-op when absent), and every parent
+/// object the removal left empty: what a real apply does when a manager
+/// stops applying a field of an object only it set (`pendingSync:
+/// {commandId}` goes entirely, not to `pendingSync: {}`).
 pub fn remove_path(v: &mut Value, path: &[String]) {
-    let Some((last, parents)) = path.split_last() else {
+    let Some((first, rest)) = path.split_first() else {
         return;
     };
-    let mut cur = v;
-    for k in parents {
-        match cur.get_mut(k) {
-            Some(next) => cur = next,
-            None => return,
-        }
+    let Value::Object(m) = v else {
+        return;
+    };
+    if rest.is_empty() {
+        m.remove(first);
+        return;
     }
-    if let Value::Object(m) = cur {
-        m.remove(last);
+    if let Some(child) = m.get_mut(first) {
+        remove_path(child, rest);
+        if child.as_object().is_some_and(|c| c.is_empty()) {
+            m.remove(first);
+        }
     }
 }
 
