@@ -32,3 +32,4 @@ cargo test --locked --all-targets
 cargo test --locked --doc
 bash tests/alerts/run.sh
 bash tests/helm/run.sh
+bash tests/python/run.sh

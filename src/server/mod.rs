@@ -285,10 +285,15 @@ pub async fn start_with(
     health
         .set_serving::<CryptoServiceServer<MarketService>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // Both reflection versions: grpcurl <= 1.8, grpcui and many GUI
+    // clients only speak v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
     let max = config.streaming.max_message_bytes;
     let service = CryptoStreamingServiceServer::new(
         StreamingService::new(handle.clone()).with_operator_token(sec.operator_token.clone()),
@@ -326,7 +331,8 @@ pub async fn start_with(
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(service)
         .add_service(market.service());
     type GrpcFuture = std::pin::Pin<
