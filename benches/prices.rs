@@ -19,6 +19,7 @@
 //! stream allows), `--per-connection S` (100 subscribers per HTTP/2
 //! connection). Every subscriber subscribes to all K symbols.
 
+use crypto_operator::client::ClientType;
 use crypto_operator::market::Catalog;
 use crypto_operator::proto::crypto_service_client::CryptoServiceClient;
 use crypto_operator::proto::crypto_service_server::{CryptoService, CryptoServiceServer};
@@ -27,13 +28,11 @@ use crypto_operator::proto::crypto_streaming_service_server::{
     CryptoStreamingService, CryptoStreamingServiceServer,
 };
 use crypto_operator::proto::{
-    ClientInfo, ClientMessage, ClientRegistration, Coin, CommandAck,
-    ExecuteCommandRequest, GetClientRequest, GetCoinRequest, ListClientsRequest,
-    ListClientsResponse, ListCoinsRequest, ListCoinsResponse, PriceTick, PriceUpdate,
-    SendCommandRequest, SendCommandResponse, ServerCommand, StreamPricesRequest,
-    client_message::Payload,
+    ClientInfo, ClientMessage, ClientRegistration, Coin, CommandAck, ExecuteCommandRequest,
+    GetClientRequest, GetCoinRequest, ListClientsRequest, ListClientsResponse, ListCoinsRequest,
+    ListCoinsResponse, PriceTick, PriceUpdate, SendCommandRequest, SendCommandResponse,
+    ServerCommand, StreamPricesRequest, client_message::Payload,
 };
-use crypto_operator::client::ClientType;
 use crypto_operator::server::{self, ServerConfig};
 use crypto_operator::streaming::StreamingConfig;
 use std::collections::HashMap;

@@ -7,10 +7,10 @@
 //! and watch the prices with, for example:
 //! `grpcurl -plaintext -d '{"symbols":["BTC"]}' localhost:50051 crypto.v1.CryptoService/StreamPrices`
 
+use crypto_operator::client::ClientType;
 use crypto_operator::client::{self, ClientConfig, Command, CommandHandler, CommandResult};
 use crypto_operator::proto::crypto_service_client::CryptoServiceClient;
 use crypto_operator::proto::{GetCoinRequest, PriceUpdate, client_message::Payload};
-use crypto_operator::client::ClientType;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

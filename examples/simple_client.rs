@@ -5,6 +5,7 @@
 //!
 //! Run: `cargo run --example simple_client -- wallet-1 [http://127.0.0.1:50051]`
 
+use crypto_operator::client::ClientType;
 use crypto_operator::client::{
     self, ClientConfig, ClientSender, Command, CommandHandler, CommandResult,
 };
@@ -12,7 +13,6 @@ use crypto_operator::proto::{
     ClientRunState, ClientStatus, Transaction, TransactionDirection, WalletUpdate,
     client_message::Payload,
 };
-use crypto_operator::client::ClientType;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -20,6 +20,7 @@ pub mod handlers;
 pub mod http;
 pub mod market;
 pub mod metrics;
+pub mod paging;
 pub mod proto;
 pub mod server;
 pub mod streaming;

@@ -97,6 +97,55 @@ async fn clients_are_listed_and_read_as_snapshots() {
         .map(|c| c["clientId"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(ids, ["a-0", "w-1"]);
+    assert!(list.json().get("continue").is_none(), "one page");
+    let w = &list.json()["clients"][1];
+    assert_eq!(w["walletCount"], 1);
+    assert!(
+        w.get("wallets").is_none(),
+        "a listing carries no wallet lists"
+    );
+
+    // Pages like a Kubernetes list: `limit`, then `continue`.
+    let first = call(&server, "GET", "/clients?limit=1", None).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.json()["clients"][0]["clientId"], "a-0");
+    let token = first.json()["continue"].as_str().unwrap().to_owned();
+    let second = call(
+        &server,
+        "GET",
+        &format!("/clients?limit=1&continue={token}"),
+        None,
+    )
+    .await;
+    assert_eq!(second.json()["clients"][0]["clientId"], "w-1");
+    assert!(second.json().get("continue").is_none(), "the last page");
+    let typed = call(
+        &server,
+        "GET",
+        "/clients?type=price-feed&state=connected",
+        None,
+    )
+    .await;
+    assert_eq!(typed.json(), json!({"clients": []}));
+    for bad in [
+        "/clients?limit=0",
+        "/clients?limit=1001",
+        "/clients?limit=x",
+        "/clients?state=gone",
+        "/clients?continue=nonsense",
+        "/clients?limt=1",
+    ] {
+        let r = call(&server, "GET", bad, None).await;
+        assert_error(&r, 400, "bad_request");
+    }
+    let wrong_filter = call(
+        &server,
+        "GET",
+        &format!("/clients?limit=1&continue={token}&type=x"),
+        None,
+    )
+    .await;
+    assert_error(&wrong_filter, 400, "bad_request");
 
     let one = call(&server, "GET", "/clients/w-1", None).await;
     assert_eq!(one.status, 200);

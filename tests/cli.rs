@@ -43,9 +43,62 @@ async fn serve_answers_http_and_cli_and_exits_zero_on_sigterm() {
     assert!(out.status.success());
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(
-        table.contains("cli-1") && table.contains("Connected"),
+        table.contains("cli-1") && table.contains("Connected") && table.contains("wallet-sync"),
         "{table}"
     );
+
+    // `clients` pages through everything (three pages here), with filters
+    // and as JSON.
+    let _feed = RawClient::connect_as(
+        grpc,
+        "cli-0-feed",
+        crypto_operator::client::ClientType::PriceFeed,
+    )
+    .await;
+    let _other = RawClient::connect(grpc, "cli-2").await;
+    let out = cli(&[
+        "clients",
+        "--server",
+        &server,
+        "--page-size",
+        "1",
+        "-o",
+        "json",
+    ])
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let ids: Vec<&str> = v["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["clientId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["cli-0-feed", "cli-1", "cli-2"]);
+    let out = cli(&[
+        "clients",
+        "--server",
+        &server,
+        "--type",
+        "price-feed",
+        "--state",
+        "connected",
+    ])
+    .await;
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("cli-0-feed") && !table.contains("cli-1"),
+        "{table}"
+    );
+    let out = cli(&[
+        "clients", "--server", &server, "--state", "stale", "-o", "json",
+    ])
+    .await;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v, serde_json::json!({"clients": []}));
+    let out = cli(&["clients", "--server", &server, "--state", "sleepy"]).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sleepy"));
 
     // `command --wait` prints the ack; the raw client answers it.
     let waiting = tokio::spawn({

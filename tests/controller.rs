@@ -5,12 +5,12 @@
 
 mod support;
 
+use crypto_operator::client::ClientType;
 use crypto_operator::commands;
 use crypto_operator::controller::{ControllerConfig, LeaderConfig};
 use crypto_operator::proto::{
     Heartbeat, SendCommandRequest, client_message::Payload, server_command::Command,
 };
-use crypto_operator::client::ClientType;
 use crypto_operator::server::{self, ClusterConfig, Running, ServerConfig};
 use crypto_operator::streaming::StreamingConfig;
 use serde_json::{Value, json};
@@ -501,8 +501,7 @@ async fn with_leader_election_only_the_leader_admits_clients_and_a_new_leader_ta
     .unwrap();
     let (code, _) = http_get(b.http_addr, "/readyz").await;
     assert_eq!(code, 503);
-    let (_tx, mut inbound) =
-        open(b.grpc_addr, msg("ha-1", register(ClientType::WalletSync))).await;
+    let (_tx, mut inbound) = open(b.grpc_addr, msg("ha-1", register(ClientType::WalletSync))).await;
     assert_eq!(end_status(&mut inbound).await.code(), Code::Unavailable);
     let mut c = connect_converged(&fake, a.grpc_addr, "ha-1", "ha-1").await;
 
@@ -529,8 +528,7 @@ async fn with_leader_election_only_the_leader_admits_clients_and_a_new_leader_ta
     assert!(status.message().contains("leadership"), "{status:?}");
     let (code, _) = http_get(b.http_addr, "/readyz").await;
     assert_eq!(code, 503, "a replica without the lease is not ready");
-    let (_tx, mut inbound) =
-        open(b.grpc_addr, msg("ha-1", register(ClientType::WalletSync))).await;
+    let (_tx, mut inbound) = open(b.grpc_addr, msg("ha-1", register(ClientType::WalletSync))).await;
     assert_eq!(end_status(&mut inbound).await.code(), Code::Unavailable);
     b.stop().await.unwrap();
 }
@@ -642,7 +640,10 @@ async fn a_sync_interrupted_by_an_operator_crash_is_redelivered_with_the_same_id
             && o["status"].get("pendingSync").is_none()
     })
     .await;
-    assert_eq!(o["status"]["lastCommand"]["id"], delivered.command_id.as_str());
+    assert_eq!(
+        o["status"]["lastCommand"]["id"],
+        delivered.command_id.as_str()
+    );
     drop(second);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -7,14 +7,14 @@
 
 mod support;
 
+use crypto_operator::client::ClientType;
+use crypto_operator::commands;
 use crypto_operator::market::{Catalog, MAX_PAGE_SIZE};
 use crypto_operator::proto::crypto_service_client::CryptoServiceClient;
 use crypto_operator::proto::{
     GetCoinRequest, ListCoinsRequest, PriceTick, PriceUpdate, StreamPricesRequest,
     client_message::Payload,
 };
-use crypto_operator::client::ClientType;
-use crypto_operator::commands;
 use crypto_operator::server::{self, Running, ServerConfig};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -431,14 +431,18 @@ async fn invalid_prices_are_dropped_and_counted_without_ending_the_feed() {
     let core = |reason: &str| {
         format!("crypto_client_messages_rejected_total{{reason=\"{reason}\",type=\"price\"}}")
     };
-    let market = |reason: &str| format!("crypto_price_updates_invalid_total{{reason=\"{reason}\"}}");
+    let market =
+        |reason: &str| format!("crypto_price_updates_invalid_total{{reason=\"{reason}\"}}");
     let bad = [
         (price("NOPE", "1", "USD"), market("unknown_symbol")),
         (price("LUNA", "1", "USD"), market("disabled_symbol")),
         (price("BTC", "-1", "USD"), core("bad_decimal")),
         (price("BTC", "1e5", "USD"), core("bad_decimal")),
         (price("BTC", "", "USD"), core("missing_field")),
-        (price("USDC", "1.0000001", "USD"), market("too_many_decimals")),
+        (
+            price("USDC", "1.0000001", "USD"),
+            market("too_many_decimals"),
+        ),
         (price("BTC", "1", ""), market("bad_quote")),
         (price("BTC", "1", "U$D"), market("bad_quote")),
     ];
@@ -509,7 +513,10 @@ async fn a_price_from_a_client_that_is_not_a_price_feed_is_dropped_and_never_pub
         ),
         1.0
     );
-    let info = server.handle.session("wallet-not-feed").expect("still connected");
+    let info = server
+        .handle
+        .session("wallet-not-feed")
+        .expect("still connected");
     assert_eq!(info.state_counters().messages_rejected, 1);
     assert_eq!(info.state_counters().prices, 0);
 

@@ -155,7 +155,10 @@ impl CommandHandler for SlowSync {
             self.started.notify_one();
             let _ = self.release.acquire().await;
         }
-        Ok(HashMap::from([("wallets_synced".to_string(), "2".to_string())]))
+        Ok(HashMap::from([(
+            "wallets_synced".to_string(),
+            "2".to_string(),
+        )]))
     }
 }
 
@@ -175,14 +178,21 @@ async fn a_command_redelivered_while_in_progress_is_acked_on_the_new_session_onc
     let mut cmd = commands::new(commands::sync_wallets(vec![]));
     cmd.command_id = "sync-slow".into();
     let pending = server.handle.send("sdk-slow", cmd.clone(), None).unwrap();
-    tokio::time::timeout(WAIT, h.started.notified()).await.unwrap();
+    tokio::time::timeout(WAIT, h.started.notified())
+        .await
+        .unwrap();
     // The session ends mid-sync (as when the operator restarts); the
     // client reconnects and the operator redelivers the same command.
     server.handle.kick("sdk-slow", "test");
-    assert!(pending.ack().await.is_err(), "the first session never got the ack");
+    assert!(
+        pending.ack().await.is_err(),
+        "the first session never got the ack"
+    );
     tokio::time::timeout(
         WAIT,
-        state.wait_for(|s| matches!(s, ConnectionState::Connected { session_id } if *session_id != first)),
+        state.wait_for(
+            |s| matches!(s, ConnectionState::Connected { session_id } if *session_id != first),
+        ),
     )
     .await
     .unwrap()
@@ -202,7 +212,11 @@ async fn a_command_redelivered_while_in_progress_is_acked_on_the_new_session_onc
     let ack = pending.ack().await.expect("acked on the new session");
     assert!(ack.success);
     assert_eq!(ack.command_id, "sync-slow");
-    assert_eq!(h.runs.load(std::sync::atomic::Ordering::SeqCst), 1, "synced once");
+    assert_eq!(
+        h.runs.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "synced once"
+    );
     stop.cancel();
     task.await.unwrap();
     server.stop().await.unwrap();

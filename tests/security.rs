@@ -5,13 +5,13 @@
 
 mod support;
 
+use crypto_operator::client::ClientType;
 use crypto_operator::commands;
 use crypto_operator::controller::ControllerConfig;
 use crypto_operator::proto::{
     ExecuteCommandRequest, Heartbeat, ListClientsRequest, LogEntry, SendCommandRequest,
     client_message::Payload, server_command::Command,
 };
-use crypto_operator::client::ClientType;
 use crypto_operator::server::{self, ClusterConfig, Running, SecurityConfig, ServerConfig};
 use crypto_operator::streaming::{EventKind, StreamingConfig};
 use serde_json::json;
@@ -197,7 +197,7 @@ async fn the_operator_token_guards_the_operator_calls_and_nothing_reaches_the_cl
         Code::Unauthenticated
     );
     assert_eq!(
-        op.list_clients(ListClientsRequest {})
+        op.list_clients(ListClientsRequest::default())
             .await
             .unwrap_err()
             .code(),
@@ -538,7 +538,7 @@ async fn a_client_killed_mid_command_fails_the_ack_at_once_and_leaks_nothing() {
         assert_eq!(err.code(), Code::Unavailable);
     }
     let list = op
-        .list_clients(ListClientsRequest {})
+        .list_clients(ListClientsRequest::default())
         .await
         .unwrap()
         .into_inner();

@@ -4,13 +4,13 @@
 
 mod support;
 
+use crypto_operator::client::ClientType;
 use crypto_operator::commands;
 use crypto_operator::proto::{
     ClientRunState, ClientStatus, ExecuteCommandRequest, GetClientRequest, Heartbeat,
     ListClientsRequest, LogEntry, PriceUpdate, SendCommandRequest, ServerCommand, SessionState,
     WalletUpdate, client_message::Payload, server_command::Command,
 };
-use crypto_operator::client::ClientType;
 use crypto_operator::streaming::{AckOutcome, EndReason, EventKind};
 use std::time::{Duration, Instant};
 use support::*;
@@ -420,7 +420,11 @@ async fn an_ack_for_an_unknown_or_foreign_command_is_dropped_and_changes_nothing
     c.ack("no-such-command", true).await;
     let ack = execute_acked(server.grpc_addr, &mut c, commands::ping()).await;
     c.ack(&ack.command_id, true).await;
-    assert!(execute_acked(server.grpc_addr, &mut c, commands::ping()).await.success);
+    assert!(
+        execute_acked(server.grpc_addr, &mut c, commands::ping())
+            .await
+            .success
+    );
     assert_eq!(
         server
             .handle
@@ -437,7 +441,10 @@ async fn an_ack_for_an_unknown_or_foreign_command_is_dropped_and_changes_nothing
         ),
         3.0
     );
-    let _ = op.list_clients(ListClientsRequest::default()).await.unwrap();
+    let _ = op
+        .list_clients(ListClientsRequest::default())
+        .await
+        .unwrap();
     assert_bystander_fine(&server, &mut owner).await;
     server.stop().await.unwrap();
 }
@@ -448,7 +455,11 @@ async fn every_malformed_data_message_is_dropped_and_the_session_goes_on() {
     let mut c = RawClient::connect(server.grpc_addr, "sloppy").await;
     let long = "x".repeat(300);
     let bad = [
-        (Payload::WalletUpdate(WalletUpdate::default()), "wallet_update", "missing_field"),
+        (
+            Payload::WalletUpdate(WalletUpdate::default()),
+            "wallet_update",
+            "missing_field",
+        ),
         (
             Payload::WalletUpdate(WalletUpdate {
                 wallet_id: "w".into(),
@@ -505,14 +516,13 @@ async fn every_malformed_data_message_is_dropped_and_the_session_goes_on() {
         c.send(p.clone()).await;
     }
     // A message with no payload at all.
-    c.tx
-        .send(crypto_operator::proto::ClientMessage {
-            client_id: "sloppy".into(),
-            message_id: "m-empty".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    c.tx.send(crypto_operator::proto::ClientMessage {
+        client_id: "sloppy".into(),
+        message_id: "m-empty".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     // The session still works, and a good wallet update is still kept.
     c.send(Payload::WalletUpdate(WalletUpdate {
         wallet_id: "w".into(),
@@ -521,7 +531,11 @@ async fn every_malformed_data_message_is_dropped_and_the_session_goes_on() {
         ..Default::default()
     }))
     .await;
-    assert!(execute_acked(server.grpc_addr, &mut c, commands::ping()).await.success);
+    assert!(
+        execute_acked(server.grpc_addr, &mut c, commands::ping())
+            .await
+            .success
+    );
     let session = server.handle.session("sloppy").expect("still connected");
     let counters = session.state_counters();
     assert_eq!(counters.messages_rejected, bad.len() as u64 + 1);
@@ -533,9 +547,8 @@ async fn every_malformed_data_message_is_dropped_and_the_session_goes_on() {
             .iter()
             .filter(|(_, k, r)| k == kind && r == reason)
             .count() as f64;
-        let series = format!(
-            "crypto_client_messages_rejected_total{{reason=\"{reason}\",type=\"{kind}\"}}"
-        );
+        let series =
+            format!("crypto_client_messages_rejected_total{{reason=\"{reason}\",type=\"{kind}\"}}");
         assert_eq!(metric(&server, &series), want, "{series}");
     }
     assert_eq!(
@@ -680,10 +693,7 @@ async fn snapshots_show_registration_status_wallets_and_counters() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(
-        info.registration.unwrap().client_type,
-        "wallet-sync"
-    );
+    assert_eq!(info.registration.unwrap().client_type, "wallet-sync");
     assert_eq!(info.status.unwrap().state, ClientRunState::Syncing as i32);
     let wallets: Vec<_> = info
         .wallets
@@ -702,7 +712,7 @@ async fn snapshots_show_registration_status_wallets_and_counters() {
     assert_eq!(counters.messages_received, 6);
     assert!(info.last_heartbeat.is_some());
     let list = op
-        .list_clients(ListClientsRequest {})
+        .list_clients(ListClientsRequest::default())
         .await
         .unwrap()
         .into_inner();
@@ -930,5 +940,166 @@ async fn a_refused_stream_always_ends_with_its_status() {
         "{} of 300 ended otherwise: {wrong:?}",
         wrong.len()
     );
+    server.stop().await.unwrap();
+}
+
+/// Every client id of a full listing, page by page, running `between`
+/// after each page (clients connecting and leaving mid-listing).
+async fn list_all(
+    addr: std::net::SocketAddr,
+    request: ListClientsRequest,
+    mut between: impl AsyncFnMut(usize),
+) -> Vec<String> {
+    let mut op = operator(addr).await;
+    let mut ids = Vec::new();
+    let mut req = request;
+    for page in 0.. {
+        let resp = op.list_clients(req.clone()).await.unwrap().into_inner();
+        assert!(resp.clients.len() <= req.page_size as usize);
+        ids.extend(resp.clients.into_iter().map(|c| c.client_id));
+        if resp.next_page_token.is_empty() {
+            break;
+        }
+        between(page).await;
+        req.page_token = resp.next_page_token;
+    }
+    ids
+}
+
+#[tokio::test]
+async fn listing_pages_through_a_changing_fleet_without_duplicates_or_misses() {
+    let server = start(calm_config()).await;
+    let addr = server.grpc_addr;
+    let mut stay = Vec::new();
+    for i in 0..150 {
+        stay.push(RawClient::connect(addr, &format!("c-{i:03}-stay")).await);
+    }
+    let mut leaving = Vec::new();
+    for i in 0..60 {
+        leaving.push(RawClient::connect(addr, &format!("c-{i:03}-leave")).await);
+    }
+    let mut joined = Vec::new();
+    let ids = list_all(
+        addr,
+        ListClientsRequest {
+            page_size: 25,
+            ..Default::default()
+        },
+        async |page| {
+            // Between pages: ten clients leave, ten connect (ids spread
+            // over the whole range, before and after the cursor).
+            for _ in 0..10 {
+                if let Some(c) = leaving.pop() {
+                    drop(c);
+                }
+            }
+            for j in 0..10 {
+                let id = format!("c-{:03}-join-{page}", (page * 37 + j * 13) % 150);
+                joined.push(RawClient::connect(addr, &id).await);
+            }
+        },
+    )
+    .await;
+    let mut sorted = ids.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, ids, "sorted by client id, no duplicates");
+    for c in &stay {
+        assert!(ids.contains(&c.client_id), "{} missed", c.client_id);
+    }
+    assert!(ids.len() > 150, "more than one page: {}", ids.len());
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn listing_filters_by_state_and_client_type_and_keeps_wallets_out() {
+    let server = start(StreamingConfig {
+        stale_after: Duration::from_secs(2),
+        dead_after: Duration::from_secs(3600),
+        ..calm_config()
+    })
+    .await;
+    let addr = server.grpc_addr;
+    let mut events = server.handle.subscribe();
+    let fresh = RawClient::connect(addr, "wallet-fresh").await;
+    let _stale = RawClient::connect(addr, "wallet-stale").await;
+    let _feed = RawClient::connect_as(addr, "feed-1", ClientType::PriceFeed).await;
+    fresh
+        .send(Payload::WalletUpdate(WalletUpdate {
+            wallet_id: "w".into(),
+            balance: "1".into(),
+            ..Default::default()
+        }))
+        .await;
+    // All three go stale; then one heartbeats and is fresh again.
+    let mut stale = std::collections::HashSet::new();
+    while stale.len() < 3 {
+        let ev = wait_event(&mut events, |e| matches!(e.kind, EventKind::Stale)).await;
+        stale.insert(ev.client_id.to_string());
+    }
+    fresh
+        .send(Payload::Heartbeat(Heartbeat { sequence: 1 }))
+        .await;
+    wait_event(&mut events, |e| {
+        matches!(e.kind, EventKind::Fresh) && &*e.client_id == "wallet-fresh"
+    })
+    .await;
+    let list = |state: SessionState, client_type: &str| ListClientsRequest {
+        page_size: 10,
+        state: state as i32,
+        client_type: client_type.into(),
+        ..Default::default()
+    };
+    let none = async |_| {};
+    assert_eq!(
+        list_all(addr, list(SessionState::Stale, ""), none).await,
+        ["feed-1", "wallet-stale"]
+    );
+    assert_eq!(
+        list_all(addr, list(SessionState::Connected, ""), none).await,
+        ["wallet-fresh"]
+    );
+    assert_eq!(
+        list_all(addr, list(SessionState::Unspecified, "PRICE-FEED"), none).await,
+        ["feed-1"]
+    );
+    assert_eq!(
+        list_all(addr, list(SessionState::Stale, "wallet-sync"), none).await,
+        ["wallet-stale"]
+    );
+    let mut op = operator(addr).await;
+    let page = op
+        .list_clients(list(SessionState::Connected, ""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.clients[0].wallet_count, 1, "a count, not the wallets");
+    // A token is only good with the filters it was issued for.
+    let first = op
+        .list_clients(ListClientsRequest {
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let status = op
+        .list_clients(ListClientsRequest {
+            page_size: 1,
+            page_token: first.next_page_token,
+            client_type: "price-feed".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let status = op
+        .list_clients(ListClientsRequest {
+            page_size: 1001,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
     server.stop().await.unwrap();
 }

@@ -5,9 +5,9 @@
 
 mod support;
 
+use crypto_operator::client::ClientType;
 use crypto_operator::proto::crypto_streaming_service_client::CryptoStreamingServiceClient;
 use crypto_operator::proto::{ServerCommand, server_command::Command};
-use crypto_operator::client::ClientType;
 use crypto_operator::server::{self, Running, SecurityConfig, ServerConfig};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -153,7 +153,7 @@ async fn tls_serves_sessions_and_plaintext_is_refused() {
     // A plaintext HTTP/2 client cannot speak to the TLS port.
     let plain = async {
         let mut c = CryptoStreamingServiceClient::connect(url(server.grpc_addr)).await?;
-        c.list_clients(crypto_operator::proto::ListClientsRequest {})
+        c.list_clients(crypto_operator::proto::ListClientsRequest::default())
             .await
             .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)?;
         Ok::<_, Box<dyn std::error::Error>>(())

@@ -6,13 +6,13 @@
 
 use super::report::{Broadcast, Ingest, Latency, LoadEvent, LoadReport, Throughput};
 use super::sys;
+use crypto_operator::client::ClientType;
 use crypto_operator::proto::crypto_streaming_service_client::CryptoStreamingServiceClient;
 use crypto_operator::proto::{
-    ClientMessage, ClientRegistration, CommandAck, ExecuteCommandRequest, Heartbeat,
-    Ping, SendCommandRequest, ServerCommand, WalletUpdate, client_message::Payload,
+    ClientMessage, ClientRegistration, CommandAck, ExecuteCommandRequest, Heartbeat, Ping,
+    SendCommandRequest, ServerCommand, WalletUpdate, client_message::Payload,
     server_command::Command,
 };
-use crypto_operator::client::ClientType;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::io::Write;

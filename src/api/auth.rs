@@ -4,11 +4,11 @@
 //! time, so neither its content nor its length shows in the timing.
 
 use super::error::ApiError;
+use crate::streaming::{constant_time_eq, token_digest};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use crate::streaming::{constant_time_eq, token_digest};
 use std::path::Path;
 use std::sync::Arc;
 

@@ -7,9 +7,9 @@ use super::error::{ApiError, ErrorCode};
 use super::{ApiState, MAX_BODY_BYTES};
 use axum::Json;
 use axum::body::Body;
-use axum::extract::RawPathParams;
 use axum::extract::State;
 use axum::extract::rejection::RawPathParamsRejection;
+use axum::extract::{RawPathParams, RawQuery};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
@@ -91,17 +91,56 @@ impl<T: DeserializeOwned + JsonSchema + Send + 'static> RequestBody for JsonBody
     }
 }
 
-/// The path parameters of a request (`{id}`).
-pub(crate) struct PathParams(Vec<(String, String)>);
+/// The parameters of a request: its path's (`{id}`) and its query's
+/// (only those the route documents; any other is refused with 400).
+pub(crate) struct Params {
+    path: Vec<(String, String)>,
+    query: Vec<(String, String)>,
+}
 
-impl PathParams {
+impl Params {
     /// The value of `{name}` (empty when the route has none).
     pub(crate) fn get(&self, name: &str) -> &str {
-        self.0
+        self.path
             .iter()
             .find(|(k, _)| k == name)
             .map_or("", |(_, v)| v.as_str())
     }
+
+    /// The value of the query parameter `name`, if given (the last one
+    /// when repeated).
+    pub(crate) fn query(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The query pairs of `raw`, refusing names `allowed` does not list.
+fn query_pairs(
+    raw: Option<&str>,
+    allowed: &[(&str, &str)],
+) -> Result<Vec<(String, String)>, ApiError> {
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect();
+    if let Some((k, _)) = pairs
+        .iter()
+        .find(|(k, _)| !allowed.iter().any(|(a, _)| a == k))
+    {
+        let names: Vec<&str> = allowed.iter().map(|(a, _)| *a).collect();
+        return Err(ApiError::bad_request(if names.is_empty() {
+            format!("unknown query parameter {k:?}: this route takes none")
+        } else {
+            format!(
+                "unknown query parameter {k:?} (this route takes {})",
+                names.join(", ")
+            )
+        }));
+    }
+    Ok(pairs)
 }
 
 /// A route's documentation.
@@ -114,6 +153,8 @@ pub(crate) struct Meta {
     pub(crate) description: &'static str,
     /// Error statuses besides 401, with when they happen.
     pub(crate) errors: &'static [(u16, &'static str)],
+    /// Query parameters the route takes, with their descriptions.
+    pub(crate) query: &'static [(&'static str, &'static str)],
 }
 
 /// A route: its documentation, its body and reply schemas, its service.
@@ -129,24 +170,27 @@ pub(crate) fn route<B, R, F, Fut>(meta: Meta, handler: F) -> Route
 where
     B: RequestBody,
     R: Reply,
-    F: Fn(ApiState, PathParams, B) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(ApiState, Params, B) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<R, ApiError>> + Send + 'static,
 {
     let filter = MethodFilter::try_from(meta.method.clone()).expect("a routable method");
+    let allowed = meta.query;
     let service = on(
         filter,
         move |State(state): State<ApiState>,
               params: Result<RawPathParams, RawPathParamsRejection>,
+              RawQuery(query): RawQuery,
               body: Body| {
             let handler = handler.clone();
             async move {
                 let params = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
-                let params = PathParams(
-                    params
+                let params = Params {
+                    path: params
                         .iter()
                         .map(|(k, v)| (k.to_owned(), v.to_owned()))
                         .collect(),
-                );
+                    query: query_pairs(query.as_deref(), allowed)?,
+                };
                 let bytes = read_body(body).await?;
                 let body = B::parse(&bytes)?;
                 let reply = handler(state, params, body).await?;

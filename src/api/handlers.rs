@@ -2,11 +2,13 @@
 //! documented from.
 
 use super::ApiState;
-use super::endpoint::{JsonBody, Meta, NoBody, PathParams, Reply, ResponseDoc, Route, route};
+use super::endpoint::{JsonBody, Meta, NoBody, Params, Reply, ResponseDoc, Route, route};
 use super::error::ApiError;
-use super::proto_json::{ClientInfo, ListClientsResponse};
-use super::types::{CommandAccepted, CommandDone, CommandReply, CommandRequest};
-use crate::handlers::snapshot;
+use super::proto_json::{ClientInfo, ClientSummary};
+use super::types::{ClientList, CommandAccepted, CommandDone, CommandReply, CommandRequest};
+use crate::handlers::{snapshot, summary};
+use crate::proto::SessionState;
+use crate::streaming::ClientQuery;
 use axum::http::{Method, StatusCode};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Serialize, Serializer};
@@ -23,8 +25,25 @@ pub(crate) fn routes() -> Vec<Route> {
                 path: "/clients",
                 operation_id: "listClients",
                 summary: "List connected clients",
-                description: "A snapshot of every connected session, sorted by client id.",
-                errors: &[],
+                description: "Summaries of the connected sessions (a snapshot without the \
+                              wallet list), sorted by client id, one page at a time: pass the \
+                              `continue` of one page to get the next; the last page has none. \
+                              A page resumes strictly after the last client id of the previous \
+                              one, so a client that connects mid-listing appears at most once \
+                              and one connected throughout is never missed.",
+                errors: &[(
+                    400,
+                    "A bad `limit`, `state` or `continue`, or an unknown parameter.",
+                )],
+                query: &[
+                    ("limit", "Clients per page: 1 to 1000 (default 100)."),
+                    (
+                        "continue",
+                        "The `continue` of the previous page (same filters).",
+                    ),
+                    ("state", "Only `connected` or only `stale` sessions."),
+                    ("type", "Only clients of this client type."),
+                ],
             },
             list_clients,
         ),
@@ -37,6 +56,7 @@ pub(crate) fn routes() -> Vec<Route> {
                 description: "The session snapshot of one client: registration, state, last \
                               heartbeat, ping round-trip time, counters, wallets, pending commands.",
                 errors: &[(404, "The client is not connected.")],
+                query: &[],
             },
             get_client,
         ),
@@ -69,6 +89,7 @@ pub(crate) fn routes() -> Vec<Route> {
                     ),
                     (504, "With `wait`: no ack within `timeout_ms`."),
                 ],
+                query: &[],
             },
             send_command,
         ),
@@ -81,17 +102,18 @@ pub(crate) fn routes() -> Vec<Route> {
                 description: "The OpenAPI 3.0 document of this API, generated from the \
                               handlers' request and response types.",
                 errors: &[],
+                query: &[],
             },
             openapi,
         ),
     ]
 }
 
-impl Reply for ListClientsResponse {
+impl Reply for ClientList {
     fn responses() -> Vec<ResponseDoc> {
         vec![ResponseDoc::of::<Self>(
             StatusCode::OK,
-            "Every connected client.",
+            "One page of connected clients.",
         )]
     }
 }
@@ -153,21 +175,47 @@ impl Reply for OpenApiDocument {
     }
 }
 
-async fn list_clients(
-    st: ApiState,
-    _: PathParams,
-    _: NoBody,
-) -> Result<ListClientsResponse, ApiError> {
-    let clients = st
-        .handle
-        .sessions()
-        .iter()
-        .map(|s| ClientInfo::from(&snapshot(s)))
-        .collect();
-    Ok(ListClientsResponse { clients })
+async fn list_clients(st: ApiState, p: Params, _: NoBody) -> Result<ClientList, ApiError> {
+    let limit = match p.query("limit") {
+        None => 0,
+        Some(v) => match v.parse::<u32>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "limit {v:?} is not a number from 1 to 1000"
+                )));
+            }
+        },
+    };
+    let state = match p.query("state") {
+        None | Some("") => SessionState::Unspecified,
+        Some(s) if s.eq_ignore_ascii_case("connected") => SessionState::Connected,
+        Some(s) if s.eq_ignore_ascii_case("stale") => SessionState::Stale,
+        Some(s) => {
+            return Err(ApiError::bad_request(format!(
+                "state {s:?} is not connected or stale"
+            )));
+        }
+    };
+    let query = ClientQuery::parse(
+        limit,
+        p.query("continue").unwrap_or(""),
+        state as i32,
+        p.query("type").unwrap_or(""),
+    )
+    .map_err(|s| ApiError::from_status(&s))?;
+    let page = st.handle.list(&query);
+    Ok(ClientList {
+        clients: page
+            .sessions
+            .iter()
+            .map(|s| ClientSummary::from(&summary(s)))
+            .collect(),
+        continue_: page.next_token,
+    })
 }
 
-async fn get_client(st: ApiState, p: PathParams, _: NoBody) -> Result<ClientInfo, ApiError> {
+async fn get_client(st: ApiState, p: Params, _: NoBody) -> Result<ClientInfo, ApiError> {
     let id = p.get("id");
     let session = st
         .handle
@@ -178,7 +226,7 @@ async fn get_client(st: ApiState, p: PathParams, _: NoBody) -> Result<ClientInfo
 
 async fn send_command(
     st: ApiState,
-    p: PathParams,
+    p: Params,
     JsonBody(req): JsonBody<CommandRequest>,
 ) -> Result<CommandReply, ApiError> {
     let client_id = p.get("id").to_owned();
@@ -212,6 +260,6 @@ async fn send_command(
     .await
 }
 
-async fn openapi(st: ApiState, _: PathParams, _: NoBody) -> Result<OpenApiDocument, ApiError> {
+async fn openapi(st: ApiState, _: Params, _: NoBody) -> Result<OpenApiDocument, ApiError> {
     Ok(OpenApiDocument(st.document.clone()))
 }

@@ -77,6 +77,15 @@ pub(crate) fn document(routes: &[Route]) -> Value {
                     "schema": {"type": "string"},
                 })
             })
+            .chain(r.meta.query.iter().map(|(name, description)| {
+                json!({
+                    "name": name,
+                    "in": "query",
+                    "required": false,
+                    "description": description,
+                    "schema": {"type": "string"},
+                })
+            }))
             .collect();
         if !params.is_empty() {
             op["parameters"] = Value::Array(params);

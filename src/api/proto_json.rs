@@ -122,11 +122,7 @@ macro_rules! proto_enums {
     )*};
 }
 
-proto_enums!(
-    SessionState,
-    ClientRunState,
-    TransactionDirection
-);
+proto_enums!(SessionState, ClientRunState, TransactionDirection);
 
 /// An enum field: its value name, or its number when unknown.
 pub struct Enum<E>(pub i32, PhantomData<E>);
@@ -436,12 +432,57 @@ impl From<&proto::ClientInfo> for ClientInfo {
     }
 }
 
-/// `crypto.v1.ListClientsResponse`: every connected client.
+/// `crypto.v1.ClientSummary`: what a listing shows of one session (the
+/// snapshot without its wallet list).
 #[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ListClientsResponse {
-    /// Snapshots, sorted by client id.
-    pub clients: Vec<ClientInfo>,
+pub struct ClientSummary {
+    /// The client.
+    pub client_id: String,
+    /// Its current session.
+    pub session_id: String,
+    /// What it sent in `register`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registration: Option<ClientRegistration>,
+    /// Connected, or Stale (missed heartbeats).
+    pub state: Enum<proto::SessionState>,
+    /// When the session registered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connected_at: Option<Timestamp>,
+    /// When the last heartbeat arrived.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_heartbeat: Option<Timestamp>,
+    /// Round-trip time of the latest server ping.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ping_rtt: Option<Duration>,
+    /// The latest status the client sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<ClientStatus>,
+    /// How many wallet balances the server keeps for it.
+    pub wallet_count: u32,
+    /// Per-session counters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counters: Option<ClientCounters>,
+    /// Commands sent and not yet acked.
+    pub pending_commands: u32,
+}
+
+impl From<&proto::ClientSummary> for ClientSummary {
+    fn from(c: &proto::ClientSummary) -> Self {
+        Self {
+            client_id: c.client_id.clone(),
+            session_id: c.session_id.clone(),
+            registration: c.registration.as_ref().map(Into::into),
+            state: Enum::new(c.state),
+            connected_at: c.connected_at.map(Timestamp),
+            last_heartbeat: c.last_heartbeat.map(Timestamp),
+            ping_rtt: c.ping_rtt.map(Duration),
+            status: c.status.as_ref().map(Into::into),
+            wallet_count: c.wallet_count,
+            counters: c.counters.as_ref().map(Into::into),
+            pending_commands: c.pending_commands,
+        }
+    }
 }
 
 // ------------------------------------------------------------ formatting

@@ -108,6 +108,17 @@ impl CommandRequest {
     }
 }
 
+/// One page of `GET /clients`, like a Kubernetes list: the clients and,
+/// when more follow, the `continue` token of the next page.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ClientList {
+    /// Summaries, sorted by client id.
+    pub clients: Vec<super::proto_json::ClientSummary>,
+    /// Pass as `?continue=` for the next page; absent on the last page.
+    #[serde(rename = "continue", skip_serializing_if = "Option::is_none")]
+    pub continue_: Option<String>,
+}
+
 /// 202: the command is queued; its ack is tracked (and counted) by the
 /// server.
 #[derive(Debug, Serialize, JsonSchema)]

@@ -5,7 +5,7 @@ use super::parse_duration;
 use crate::commands;
 use crate::proto::crypto_streaming_service_client::CryptoStreamingServiceClient;
 use crate::proto::{
-    ClientInfo, ExecuteCommandRequest, ListClientsRequest, SendCommandRequest, SessionState,
+    ExecuteCommandRequest, ListClientsRequest, SendCommandRequest, SessionState,
     server_command::Command,
 };
 use std::collections::HashMap;
@@ -50,15 +50,45 @@ pub struct CommandArgs {
     pub token: Option<String>,
 }
 
+/// How `clients` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// A table, one line per client.
+    Table,
+    /// `{"clients": [...]}`, each client in protobuf's JSON mapping (as
+    /// the admin API and grpcurl print it).
+    Json,
+}
+
+/// Which sessions `clients` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StateFilter {
+    /// Heartbeating on time.
+    Connected,
+    /// Missed heartbeats for stale_after.
+    Stale,
+}
+
 /// Flags of `clients`.
 #[derive(Debug, clap::Args)]
 pub struct ClientsArgs {
     /// The operator's gRPC address.
     #[arg(long, env = "CRYPTO_SERVER", default_value = "http://127.0.0.1:50051")]
     pub server: String,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: Output,
+    /// Only sessions in this state.
+    #[arg(long, value_enum)]
+    pub state: Option<StateFilter>,
+    /// Only clients of this type (wallet-sync, trading-bot, price-feed, or
+    /// a custom one).
+    #[arg(long = "type")]
+    pub client_type: Option<String>,
+    /// Clients fetched per call (1-1000); every page is printed as it
+    /// arrives.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub page_size: u32,
     /// The operator token, when the server requires one.
     #[arg(long, env = "CRYPTO_OPERATOR_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -191,57 +221,81 @@ pub async fn run_command(args: CommandArgs) -> Result<(), Box<dyn std::error::Er
     Ok(())
 }
 
-/// Runs `clients`.
+/// Runs `clients`: pages through every matching client, printing each
+/// page as it arrives (so a fleet of any size lists in bounded memory).
 pub async fn run_clients(args: ClientsArgs) -> Result<(), Box<dyn std::error::Error>> {
+    use std::io::Write;
     let mut client = connect(&args.server, args.token.as_deref()).await?;
-    let list = client
-        .list_clients(ListClientsRequest {})
-        .await
-        .map_err(status_error)?
-        .into_inner();
-    if args.json {
-        let rows: Vec<_> = list.clients.iter().map(json_row).collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(());
+    let state = match args.state {
+        None => SessionState::Unspecified,
+        Some(StateFilter::Connected) => SessionState::Connected,
+        Some(StateFilter::Stale) => SessionState::Stale,
+    };
+    let mut out = std::io::stdout().lock();
+    match args.output {
+        Output::Table => writeln!(
+            out,
+            "{:<32} {:<10} {:<14} {:<16} {:<10} {:>8} {:>8}",
+            "CLIENT", "STATE", "TYPE", "NAME", "VERSION", "MSGS", "PENDING"
+        )?,
+        Output::Json => write!(out, "{{\"clients\": [")?,
     }
-    println!(
-        "{:<32} {:<10} {:<16} {:<10} {:>8} {:>8}",
-        "CLIENT", "STATE", "NAME", "VERSION", "MSGS", "PENDING"
-    );
-    for c in &list.clients {
-        let reg = c.registration.clone().unwrap_or_default();
-        println!(
-            "{:<32} {:<10} {:<16} {:<10} {:>8} {:>8}",
-            c.client_id,
-            state_name(c),
-            reg.client_name,
-            reg.version,
-            c.counters.map(|k| k.messages_received).unwrap_or(0),
-            c.pending_commands
-        );
+    let mut token = String::new();
+    let mut first = true;
+    loop {
+        let page = client
+            .list_clients(ListClientsRequest {
+                page_size: args.page_size,
+                page_token: std::mem::take(&mut token),
+                state: state as i32,
+                client_type: args.client_type.clone().unwrap_or_default(),
+            })
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        for c in &page.clients {
+            match args.output {
+                Output::Table => {
+                    let reg = c.registration.clone().unwrap_or_default();
+                    writeln!(
+                        out,
+                        "{:<32} {:<10} {:<14} {:<16} {:<10} {:>8} {:>8}",
+                        c.client_id,
+                        state_name(c.state),
+                        reg.client_type,
+                        reg.client_name,
+                        reg.version,
+                        c.counters.map(|k| k.messages_received).unwrap_or(0),
+                        c.pending_commands
+                    )?;
+                }
+                Output::Json => {
+                    let sep = if first { "\n" } else { ",\n" };
+                    let row =
+                        serde_json::to_string(&crate::api::proto_json::ClientSummary::from(c))?;
+                    write!(out, "{sep}  {row}")?;
+                }
+            }
+            first = false;
+        }
+        out.flush()?;
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    if args.output == Output::Json {
+        writeln!(out, "{}]}}", if first { "" } else { "\n" })?;
     }
     Ok(())
 }
 
-fn state_name(c: &ClientInfo) -> &'static str {
-    match SessionState::try_from(c.state).unwrap_or(SessionState::Unspecified) {
+fn state_name(state: i32) -> &'static str {
+    match SessionState::try_from(state).unwrap_or(SessionState::Unspecified) {
         SessionState::Stale => "Stale",
         SessionState::Connected => "Connected",
         SessionState::Unspecified => "Unknown",
     }
-}
-
-fn json_row(c: &ClientInfo) -> serde_json::Value {
-    let reg = c.registration.clone().unwrap_or_default();
-    serde_json::json!({
-        "client_id": c.client_id,
-        "session_id": c.session_id,
-        "state": state_name(c),
-        "client_name": reg.client_name,
-        "version": reg.version,
-        "messages_received": c.counters.map(|k| k.messages_received).unwrap_or(0),
-        "pending_commands": c.pending_commands,
-    })
 }
 
 #[cfg(test)]

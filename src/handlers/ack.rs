@@ -1,9 +1,9 @@
 //! `command_ack`: matches the ack against this session's own pending
 //! commands only, so a client can never ack another client's command.
 
+use super::Reject;
 use crate::commands::CommandKind;
 use crate::proto::CommandAck;
-use super::Reject;
 use crate::streaming::{AckOutcome, Session};
 use std::sync::Arc;
 use tracing::{debug, info};

@@ -17,7 +17,7 @@ mod snapshot;
 mod state;
 mod validate;
 
-pub use snapshot::snapshot;
+pub use snapshot::{snapshot, summary};
 pub use state::ClientState;
 pub use validate::{Reject, plain_decimal};
 

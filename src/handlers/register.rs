@@ -79,7 +79,11 @@ mod tests {
         for bad in ["", "has space", "wallet/sync", "ü", &"a".repeat(65)] {
             let e = check(&mut reg(bad)).unwrap_err();
             assert_eq!(e.code(), tonic::Code::InvalidArgument, "{bad:?}");
-            assert!(e.message().contains("register.client_type"), "{}", e.message());
+            assert!(
+                e.message().contains("register.client_type"),
+                "{}",
+                e.message()
+            );
         }
     }
 
@@ -90,6 +94,11 @@ mod tests {
         assert!(check(&mut r).unwrap_err().message().contains("client_name"));
         let mut r = reg("x");
         r.capabilities = vec!["c".into(); MAX_CAPABILITIES + 1];
-        assert!(check(&mut r).unwrap_err().message().contains("capabilities"));
+        assert!(
+            check(&mut r)
+                .unwrap_err()
+                .message()
+                .contains("capabilities")
+        );
     }
 }

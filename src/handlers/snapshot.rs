@@ -1,7 +1,7 @@
-//! Builds the `ClientInfo` snapshot of a session for `GetClient`,
-//! `ListClients` and the admin API.
+//! Builds what the operator calls show of a session: the full `ClientInfo`
+//! snapshot (`GetClient`) and the lighter `ClientSummary` of a listing.
 
-use crate::proto::{ClientInfo, ClientRegistration, SessionState};
+use crate::proto::{ClientInfo, ClientRegistration, ClientSummary, SessionState};
 use crate::streaming::Session;
 use crate::time::{duration, timestamp};
 
@@ -25,6 +25,29 @@ pub fn snapshot(session: &Session) -> ClientInfo {
         ping_rtt: session.ping_rtt().map(duration),
         status: st.status.clone(),
         wallets,
+        counters: Some(st.counters),
+        pending_commands: u32::try_from(pending).unwrap_or(u32::MAX),
+    }
+}
+
+/// The summary of one session (no wallet list).
+pub fn summary(session: &Session) -> ClientSummary {
+    let pending = session.pending_count();
+    let st = session.state();
+    ClientSummary {
+        client_id: session.client_id.to_string(),
+        session_id: session.session_id.to_string(),
+        registration: Some(ClientRegistration::clone(&session.registration)),
+        state: if session.is_stale() {
+            SessionState::Stale
+        } else {
+            SessionState::Connected
+        } as i32,
+        connected_at: Some(timestamp(session.connected_at)),
+        last_heartbeat: session.last_heartbeat().map(timestamp),
+        ping_rtt: session.ping_rtt().map(duration),
+        status: st.status.clone(),
+        wallet_count: u32::try_from(st.wallets.len()).unwrap_or(u32::MAX),
         counters: Some(st.counters),
         pending_commands: u32::try_from(pending).unwrap_or(u32::MAX),
     }

@@ -1,9 +1,9 @@
-//! `ListCoins` paging: page sizes, the filter, and opaque page tokens. A
-//! token is the hex of the last symbol returned together with the filter it
-//! was issued for, so a token is refused with another filter and paging is
-//! stable (the catalog is sorted by symbol and fixed while serving).
+//! `ListCoins` paging: page sizes, the filter, and page tokens
+//! (`crate::paging`) bound to the filter; paging is stable (the catalog is
+//! sorted by symbol and fixed while serving).
 
 use super::catalog::CoinInfo;
+use crate::paging;
 use tonic::Status;
 
 /// Coins per page when the request says 0.
@@ -12,8 +12,7 @@ pub const DEFAULT_PAGE_SIZE: usize = 50;
 pub const MAX_PAGE_SIZE: usize = 500;
 /// The longest filter accepted.
 pub const MAX_FILTER_LEN: usize = 128;
-const MAX_TOKEN_LEN: usize = 1024;
-const TOKEN_VERSION: &str = "c1";
+const TOKEN_KIND: &str = "c1";
 
 /// A validated `ListCoins` request.
 #[derive(Debug, PartialEq, Eq)]
@@ -36,15 +35,7 @@ impl Page {
         filter: &str,
         enabled_only: bool,
     ) -> Result<Self, Status> {
-        let size = match page_size as usize {
-            0 => DEFAULT_PAGE_SIZE,
-            n if n > MAX_PAGE_SIZE => {
-                return Err(Status::invalid_argument(format!(
-                    "page_size {n} is more than {MAX_PAGE_SIZE}"
-                )));
-            }
-            n => n,
-        };
+        let size = paging::page_size(page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         if filter.chars().count() > MAX_FILTER_LEN {
             return Err(Status::invalid_argument(format!(
                 "filter is longer than {MAX_FILTER_LEN} characters"
@@ -54,7 +45,11 @@ impl Page {
         let after = if page_token.is_empty() {
             None
         } else {
-            Some(decode(page_token, &filter, enabled_only)?)
+            Some(paging::decode(
+                TOKEN_KIND,
+                page_token,
+                &query(&filter, enabled_only),
+            )?)
         };
         Ok(Self {
             size,
@@ -74,53 +69,12 @@ impl Page {
 
     /// The token of the page after the one that ended with `last`.
     pub fn next_token(&self, last: &str) -> String {
-        let enabled = if self.enabled_only { "1" } else { "0" };
-        hex(&format!(
-            "{TOKEN_VERSION}\0{last}\0{enabled}\0{}",
-            self.filter
-        ))
+        paging::encode(TOKEN_KIND, last, &query(&self.filter, self.enabled_only))
     }
 }
 
-fn bad_token() -> Status {
-    Status::invalid_argument("page_token is not a token this server issued")
-}
-
-fn decode(token: &str, filter: &str, enabled_only: bool) -> Result<String, Status> {
-    if token.len() > MAX_TOKEN_LEN {
-        return Err(bad_token());
-    }
-    let raw = unhex(token).ok_or_else(bad_token)?;
-    let text = String::from_utf8(raw).map_err(|_| bad_token())?;
-    let mut parts = text.splitn(4, '\0');
-    let (Some(TOKEN_VERSION), Some(last), Some(enabled), Some(f)) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(bad_token());
-    };
-    if last.is_empty() || !matches!(enabled, "0" | "1") {
-        return Err(bad_token());
-    }
-    if f != filter || (enabled == "1") != enabled_only {
-        return Err(Status::invalid_argument(
-            "page_token was issued for a different filter or enabled_only",
-        ));
-    }
-    Ok(last.to_owned())
-}
-
-fn hex(s: &str) -> String {
-    s.bytes().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
+fn query(filter: &str, enabled_only: bool) -> String {
+    format!("{}\0{filter}", u8::from(enabled_only))
 }
 
 #[cfg(test)]
@@ -143,7 +97,7 @@ mod tests {
             Page::parse(2, &t, "coin", true).unwrap_err().code(),
             Code::InvalidArgument
         );
-        for bad in ["zz", "abc", "00", &hex("c2\0A\x000\0"), "é"] {
+        for bad in ["zz", "abc", "00", &paging::encode("c2", "A", "0\0"), "é"] {
             assert_eq!(
                 Page::parse(2, bad, "", false).unwrap_err().code(),
                 Code::InvalidArgument,

@@ -182,11 +182,19 @@ impl StreamingHandle {
         self.core.registry.get(client_id)
     }
 
-    /// Every current session, sorted by client id.
-    pub fn sessions(&self) -> Vec<Arc<Session>> {
-        let mut all = self.core.registry.all();
-        all.sort_unstable_by(|a, b| a.client_id.cmp(&b.client_id));
-        all
+    /// One page of the sessions `query` selects, sorted by client id.
+    pub fn list(&self, query: &super::ClientQuery) -> super::ClientPage {
+        let (sessions, more) = self
+            .core
+            .registry
+            .page(query.after.as_deref(), query.size, |s| query.matches(s));
+        let next_token = more
+            .then(|| sessions.last().map(|s| query.next_token(&s.client_id)))
+            .flatten();
+        super::ClientPage {
+            sessions,
+            next_token,
+        }
     }
 
     /// How many sessions are connected.

@@ -4,7 +4,8 @@
 //! routing do.
 
 use super::Session;
-use std::collections::HashMap;
+use std::cmp::Ordering as By;
+use std::collections::{BinaryHeap, HashMap};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -84,8 +85,67 @@ impl Registry {
         out
     }
 
+    /// The `limit` sessions with the smallest client ids after `after`
+    /// that `keep` accepts, sorted by client id, and whether more follow.
+    /// One pass over the shards (each read-locked in turn) keeping a heap
+    /// of `limit + 1` entries: a page costs O(sessions · log limit) and
+    /// no copy of the whole registry.
+    pub(crate) fn page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        keep: impl Fn(&Session) -> bool,
+    ) -> (Vec<Arc<Session>>, bool) {
+        let mut heap: BinaryHeap<ById> = BinaryHeap::with_capacity(limit + 1);
+        for shard in self.shards.iter() {
+            let shard = shard.read().unwrap_or_else(|e| e.into_inner());
+            for (id, s) in shard.iter() {
+                if after.is_some_and(|a| &**id <= a) {
+                    continue;
+                }
+                if heap.len() > limit && heap.peek().is_some_and(|top| *top.0.client_id <= **id) {
+                    continue;
+                }
+                if !keep(s) {
+                    continue;
+                }
+                heap.push(ById(s.clone()));
+                if heap.len() > limit + 1 {
+                    heap.pop();
+                }
+            }
+        }
+        let more = heap.len() > limit;
+        let mut page: Vec<Arc<Session>> = heap.into_sorted_vec().into_iter().map(|b| b.0).collect();
+        page.truncate(limit);
+        (page, more)
+    }
+
     /// How many sessions are current.
     pub(crate) fn len(&self) -> usize {
         self.len.load(Ordering::Relaxed)
+    }
+}
+
+/// A session ordered by its client id (for the page heap).
+struct ById(Arc<Session>);
+
+impl PartialEq for ById {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.client_id == other.0.client_id
+    }
+}
+
+impl Eq for ById {}
+
+impl PartialOrd for ById {
+    fn partial_cmp(&self, other: &Self) -> Option<By> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ById {
+    fn cmp(&self, other: &Self) -> By {
+        self.0.client_id.cmp(&other.0.client_id)
     }
 }

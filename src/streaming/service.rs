@@ -1,11 +1,12 @@
 //! The `CryptoStreamingService` gRPC service: sessions on `ConnectClient`
 //! and the operator calls, all through the core's handle.
 
+use super::ClientQuery;
 use super::handle::StreamingHandle;
 use super::outbound::OutboundStream;
 use super::session;
 use super::{Credentials, tokens_match};
-use crate::handlers::snapshot;
+use crate::handlers::{snapshot, summary};
 use crate::proto::crypto_streaming_service_server::CryptoStreamingService;
 use crate::proto::{
     ClientInfo, ClientMessage, CommandAck, ExecuteCommandRequest, GetClientRequest,
@@ -173,8 +174,14 @@ impl CryptoStreamingService for StreamingService {
         request: Request<ListClientsRequest>,
     ) -> Result<Response<ListClientsResponse>, Status> {
         self.authorize(&request)?;
-        let clients = self.handle.sessions().iter().map(|s| snapshot(s)).collect();
-        Ok(Response::new(ListClientsResponse { clients }))
+        let req = request.into_inner();
+        let query =
+            ClientQuery::parse(req.page_size, &req.page_token, req.state, &req.client_type)?;
+        let page = self.handle.list(&query);
+        Ok(Response::new(ListClientsResponse {
+            clients: page.sessions.iter().map(|s| summary(s)).collect(),
+            next_page_token: page.next_token.unwrap_or_default(),
+        }))
     }
 
     async fn get_client(

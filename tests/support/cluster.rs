@@ -6,9 +6,9 @@
 
 use super::fake_kube::{CRYPTO_GROUP as G, CRYPTO_PLURAL as P, CRYPTO_VERSION as V, FakeKube};
 use super::{RawClient, WAIT, end_status, msg, open, register};
+use crypto_operator::client::ClientType;
 use crypto_operator::commands::{self, CommandKind};
 use crypto_operator::proto::{ServerCommand, server_command::Command};
-use crypto_operator::client::ClientType;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::time::Duration;

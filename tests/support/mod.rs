@@ -12,12 +12,12 @@ pub mod process;
 pub mod fake_centrifugo;
 pub mod http;
 
+use crypto_operator::client::ClientType;
 use crypto_operator::proto::crypto_streaming_service_client::CryptoStreamingServiceClient;
 use crypto_operator::proto::{
-    ClientMessage, ClientRegistration, CommandAck, ServerCommand,
-    client_message::Payload, server_command::Command,
+    ClientMessage, ClientRegistration, CommandAck, ServerCommand, client_message::Payload,
+    server_command::Command,
 };
-use crypto_operator::client::ClientType;
 use crypto_operator::server::{self, Running, ServerConfig};
 use crypto_operator::streaming::{Event, EventSubscriber, StreamingConfig};
 use std::collections::HashMap;
