@@ -1,11 +1,15 @@
-//! A price feed built on the SDK: registers as `CLIENT_TYPE_PRICE_FEED`,
+//! A price feed built on the SDK: registers as client type `price-feed`,
 //! asks the market (`GetCoin`) how many decimals each symbol allows, then
 //! publishes a random walk of prices (decimal strings from integer units,
 //! never floats) for those symbols. Pause stops publishing until resume.
 //!
-//! Run: `cargo run --example price_feed -- [feed-1] [http://127.0.0.1:50051] [BTC,ETH,SOL] [250ms interval]`
+//! Run: `cargo run --example price_feed -- [feed-1] [http://127.0.0.1:50051] [BTC,ETH,SOL] [250ms interval]
+//! [--token TOKEN | --token-file FILE]` (the token also from
+//! `CRYPTO_CLIENT_TOKEN` / `CRYPTO_CLIENT_TOKEN_FILE`)
 //! and watch the prices with, for example:
 //! `grpcurl -plaintext -d '{"symbols":["BTC"]}' localhost:50051 crypto.v1.CryptoService/StreamPrices`
+
+mod common;
 
 use crypto_operator::client::ClientType;
 use crypto_operator::client::{self, ClientConfig, Command, CommandHandler, CommandResult};
@@ -87,13 +91,13 @@ impl Walk {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt().with_env_filter("info").init();
-    let mut args = std::env::args().skip(1);
-    let client_id = args.next().unwrap_or_else(|| "feed-1".into());
-    let endpoint = args
-        .next()
-        .unwrap_or_else(|| "http://127.0.0.1:50051".into());
-    let symbols = args.next().unwrap_or_else(|| "BTC,ETH,SOL".into());
-    let every = Duration::from_millis(args.next().and_then(|a| a.parse().ok()).unwrap_or(250));
+    let args = common::Args::parse(
+        "price_feed [CLIENT_ID] [ENDPOINT] [SYMBOLS] [INTERVAL_MS] [--token TOKEN | --token-file FILE]",
+    );
+    let client_id = args.get(0, "feed-1");
+    let endpoint = args.get(1, "http://127.0.0.1:50051");
+    let symbols = args.get(2, "BTC,ETH,SOL");
+    let every = Duration::from_millis(args.get(3, "250").parse().unwrap_or(250));
 
     // The catalog says how many decimals each symbol's prices may have.
     let mut market = CryptoServiceClient::connect(endpoint.clone()).await?;
@@ -108,9 +112,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         walks.push(Walk::new(&coin.symbol, coin.decimals));
     }
 
-    let config = ClientConfig::new(endpoint, client_id)
+    let mut config = ClientConfig::new(endpoint, client_id)
         .client_type(ClientType::PriceFeed)
         .capabilities(["price"]);
+    if let Some(token) = args.token {
+        config = config.token(token);
+    }
     let (client, sender) = client::new(config);
     let paused = Arc::new(AtomicBool::new(false));
     let stop = CancellationToken::new();

@@ -3,7 +3,11 @@
 //! until resume; sync_wallets re-sends every balance; update_config is
 //! applied and its hash reported in status).
 //!
-//! Run: `cargo run --example simple_client -- wallet-1 [http://127.0.0.1:50051]`
+//! Run: `cargo run --example simple_client -- wallet-1 [http://127.0.0.1:50051]
+//! [--token TOKEN | --token-file FILE]` (the token also from
+//! `CRYPTO_CLIENT_TOKEN` / `CRYPTO_CLIENT_TOKEN_FILE`).
+
+mod common;
 
 use crypto_operator::client::ClientType;
 use crypto_operator::client::{
@@ -107,14 +111,17 @@ fn wallet_update(wallet: &str, units: u64) -> Payload {
 #[tokio::main]
 async fn main() {
     tracing_subscriber::fmt().with_env_filter("info").init();
-    let mut args = std::env::args().skip(1);
-    let client_id = args.next().unwrap_or_else(|| "wallet-1".into());
-    let endpoint = args
-        .next()
-        .unwrap_or_else(|| "http://127.0.0.1:50051".into());
-    let config = ClientConfig::new(endpoint, client_id)
+    let args = common::Args::parse(
+        "simple_client [CLIENT_ID] [ENDPOINT] [--token TOKEN | --token-file FILE]",
+    );
+    let client_id = args.get(0, "wallet-1");
+    let endpoint = args.get(1, "http://127.0.0.1:50051");
+    let mut config = ClientConfig::new(endpoint, client_id)
         .client_type(ClientType::WalletSync)
         .capabilities(["sync_wallets", "update_config"]);
+    if let Some(token) = args.token {
+        config = config.token(token);
+    }
     let (client, sender) = client::new(config);
     let paused = Arc::new(AtomicBool::new(false));
     let balances = Arc::new(std::sync::Mutex::new(HashMap::from([

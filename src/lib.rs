@@ -22,6 +22,7 @@ pub mod market;
 pub mod metrics;
 pub mod paging;
 pub mod proto;
+pub mod secret;
 pub mod server;
 pub mod streaming;
 pub mod time;

@@ -49,7 +49,7 @@ pub fn decode(kind: &str, token: &str, query: &str) -> Result<String, Status> {
     }
     if q != query {
         return Err(Status::invalid_argument(
-            "page_token was issued for a different query (filters must stay the same while paging)",
+            "page_token was issued for a different filter (the filters must stay the same while paging)",
         ));
     }
     Ok(last.to_owned())

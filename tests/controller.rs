@@ -648,6 +648,184 @@ async fn a_sync_interrupted_by_an_operator_crash_is_redelivered_with_the_same_id
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The example client binary (`cargo build --examples`; tests/run.sh does).
+fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build it first with `cargo build --examples` (tests/run.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// README's "Run it on Kubernetes" walkthrough, run command by command as
+/// written against the fake API server (as tests/helm/test_readme.py does
+/// for the Helm section): `kubectl apply/get/patch` go to the fake,
+/// `cargo run` runs the binaries already built (on free ports instead of
+/// 50051/8080, the client given the server's address), and each step is
+/// checked for what the README says it does. A command this test does not
+/// know fails it, so the section cannot drift from what works.
+#[tokio::test]
+async fn the_readme_cluster_walkthrough_works_as_written() {
+    use support::readme;
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let commands = readme::commands(readme::section(&text, "## Run it on Kubernetes"));
+    assert!(commands.len() >= 8, "{commands:?}");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fake = FakeKube::start().await;
+    let dir = std::env::temp_dir().join(format!("crypto-readme-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = fake.write_kubeconfig(&dir);
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut server: Option<support::process::ServeProcess> = None;
+    let mut client: Option<tokio::process::Child> = None;
+    let mut patched = 0;
+    for argv in &commands {
+        let words: Vec<&str> = argv.iter().map(String::as_str).collect();
+        match words.as_slice() {
+            ["kubectl", "apply", "-f", file] => {
+                let yaml = std::fs::read_to_string(root.join(file)).unwrap();
+                for doc in serde_yaml::Deserializer::from_str(&yaml) {
+                    let obj: Value = serde::Deserialize::deserialize(doc).unwrap();
+                    if !obj.is_null() {
+                        fake.create(obj)
+                            .unwrap_or_else(|e| panic!("apply {file}: {e:?}"));
+                    }
+                }
+            }
+            ["cargo", "run", "--release", "--", "serve", rest @ ..] => {
+                let s = support::process::serve_with_env(
+                    rest,
+                    &[("KUBECONFIG", kubeconfig.as_os_str())],
+                )
+                .await;
+                let deadline = tokio::time::Instant::now() + WAIT;
+                while http_get(s.http, "/readyz").await.0 != 200 {
+                    assert!(tokio::time::Instant::now() < deadline, "never ready");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                server = Some(s);
+            }
+            ["export", assignment] => {
+                let (name, value) = assignment.split_once('=').unwrap();
+                let inner = value
+                    .strip_prefix("$(")
+                    .and_then(|v| v.strip_suffix(')'))
+                    .unwrap_or_else(|| panic!("export of {value:?}"));
+                let w = readme::words(inner);
+                let w: Vec<&str> = w.iter().map(String::as_str).collect();
+                let [
+                    "kubectl",
+                    "get",
+                    "secret",
+                    secret,
+                    "-o",
+                    path,
+                    "|",
+                    "base64",
+                    "-d",
+                ] = w.as_slice()
+                else {
+                    panic!("unknown command substitution {inner:?}");
+                };
+                let key = path
+                    .strip_prefix("jsonpath={.data.")
+                    .and_then(|k| k.strip_suffix('}'))
+                    .unwrap_or_else(|| panic!("jsonpath {path:?}"));
+                let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
+                    kube::Api::namespaced(fake.client().await, NS);
+                let secret = api.get(secret).await.unwrap();
+                let bytes = secret.data.unwrap().remove(key).unwrap().0;
+                env.push((name.to_owned(), String::from_utf8(bytes).unwrap()));
+            }
+            [
+                "cargo",
+                "run",
+                "--release",
+                "--example",
+                name,
+                "--",
+                args @ ..,
+            ] => {
+                let grpc = server.as_ref().expect("serve runs before the client").grpc;
+                let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+                // The README's client uses the default 127.0.0.1:50051.
+                args.insert(1.min(args.len()), url(grpc));
+                client = Some(
+                    tokio::process::Command::new(example(name))
+                        .args(&args)
+                        .envs(env.iter().map(|(k, v)| (k, v)))
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null())
+                        .kill_on_drop(true)
+                        .spawn()
+                        .unwrap(),
+                );
+            }
+            ["kubectl", "get", "cryptoclient", name] => {
+                wait_cc(&fake, name, "Connected, as the README says", |o| {
+                    o["status"]["phase"] == "Connected"
+                })
+                .await;
+            }
+            ["kubectl", "get", "cryptoclients" | "cc"] => {
+                assert!(!fake.list(G, V, P, Some(NS)).is_empty());
+            }
+            [
+                "kubectl",
+                "patch",
+                "cryptoclient",
+                name,
+                "--type",
+                "merge",
+                "-p",
+                patch,
+            ] => {
+                let patch: Value = serde_json::from_str(patch).unwrap();
+                fake.merge_patch(G, V, P, NS, name, patch.clone()).unwrap();
+                patched += 1;
+                let spec = &patch["spec"];
+                wait_cc(&fake, name, &format!("{patch} carried out"), |o| {
+                    let applied = |want: &Value| {
+                        let config: std::collections::HashMap<String, String> =
+                            serde_json::from_value(want.clone()).unwrap_or_default();
+                        o["status"]["appliedConfigHash"] == commands::config_hash(&config).as_str()
+                    };
+                    spec.as_object()
+                        .unwrap()
+                        .iter()
+                        .all(|(k, v)| match k.as_str() {
+                            "paused" => o["status"]["paused"] == *v,
+                            "config" => applied(&o["spec"]["config"]),
+                            "syncRequested" => {
+                                o["spec"]["syncRequested"] == false
+                                    && o["status"]["lastSync"].is_string()
+                            }
+                            other => panic!("the test does not know spec.{other}"),
+                        })
+                })
+                .await;
+            }
+            other => panic!("README command this test does not know: {other:?}"),
+        }
+    }
+    assert!(
+        client.is_some() && server.is_some() && patched >= 3,
+        "{commands:?}"
+    );
+    drop(client);
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// An SDK client that remembers the pause state it was told.
 #[derive(Clone, Default)]
 struct PauseState(std::sync::Arc<std::sync::atomic::AtomicBool>);

@@ -3,6 +3,7 @@
 //! sample resources in examples/ deserialize.
 
 use crypto_operator::crd::{CryptoClient, crd_yaml};
+use serde::Deserialize;
 use serde_yaml::Value;
 
 const CHECKED_IN: &str = include_str!("../crds/cryptoclient.yaml");
@@ -111,10 +112,17 @@ fn sample_resources_deserialize() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "yaml") {
             let text = std::fs::read_to_string(&path).unwrap();
-            let cc: CryptoClient =
-                serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            assert!(!cc.client_id().is_empty(), "{}", path.display());
-            seen += 1;
+            // A file may hold other objects too (a token Secret).
+            for doc in serde_yaml::Deserializer::from_str(&text) {
+                let v = serde_yaml::Value::deserialize(doc).unwrap();
+                if v["kind"] != "CryptoClient" {
+                    continue;
+                }
+                let cc: CryptoClient =
+                    serde_yaml::from_value(v).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                assert!(!cc.client_id().is_empty(), "{}", path.display());
+                seen += 1;
+            }
         }
     }
     assert!(seen >= 3, "sample resources found: {seen}");

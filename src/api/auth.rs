@@ -50,46 +50,31 @@ impl AdminToken {
         })
     }
 
-    /// The token in `path`; surrounding whitespace (the usual trailing
-    /// newline of a Secret file) is ignored.
-    pub fn from_file(path: &Path) -> Result<Self, String> {
-        Self::new(&read_token_file(path)?).map_err(|e| format!("{}: {e}", path.display()))
-    }
-
     /// The token from `--admin-token` or `--admin-token-file` (at most
     /// one), or `None` when neither is given.
     pub fn resolve(token: Option<&str>, file: Option<&Path>) -> Result<Option<Self>, String> {
-        let (token, short) = match (token, file) {
-            (Some(_), Some(_)) => {
-                return Err("give either --admin-token (CRYPTO_ADMIN_TOKEN) or --admin-token-file (CRYPTO_ADMIN_TOKEN_FILE), not both".into());
-            }
-            (Some(t), None) => (Self::new(t)?, t.len() < SHORT_TOKEN_LEN),
-            (None, Some(p)) => {
-                let text = read_token_file(p)?;
-                let t = Self::new(&text).map_err(|e| format!("{}: {e}", p.display()))?;
-                (t, text.len() < SHORT_TOKEN_LEN)
-            }
-            (None, None) => return Ok(None),
+        let names = crate::secret::SecretNames {
+            what: "the admin token",
+            value: "--admin-token (CRYPTO_ADMIN_TOKEN)",
+            file: "--admin-token-file (CRYPTO_ADMIN_TOKEN_FILE)",
         };
-        if short {
+        let Some(text) = crate::secret::resolve(token, file, names).map_err(|e| e.to_string())?
+        else {
+            return Ok(None);
+        };
+        let t = Self::new(&text)?;
+        if text.len() < SHORT_TOKEN_LEN {
             tracing::warn!(
                 "the admin token is shorter than {SHORT_TOKEN_LEN} characters; use a long random one (e.g. `openssl rand -hex 32`)"
             );
         }
-        Ok(Some(token))
+        Ok(Some(t))
     }
 
     /// Whether `presented` is the token (constant time).
     pub fn matches(&self, presented: &[u8]) -> bool {
         constant_time_eq(&token_digest(presented), &self.digest[..])
     }
-}
-
-/// The trimmed content of a token file.
-fn read_token_file(path: &Path) -> Result<String, String> {
-    std::fs::read_to_string(path)
-        .map(|s| s.trim().to_owned())
-        .map_err(|e| format!("cannot read admin token file {}: {e}", path.display()))
 }
 
 /// The token of an `Authorization: Bearer <token>` header (scheme

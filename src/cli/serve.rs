@@ -127,19 +127,16 @@ impl SecurityArgs {
     /// The security configuration; `cluster` picks the default of
     /// `--require-client-auth`.
     pub fn config(&self, cluster: bool) -> Result<SecurityConfig, String> {
-        let operator_token = match (&self.operator_token, &self.operator_token_file) {
-            (Some(t), _) => Some(t.trim().to_owned()),
-            (None, Some(path)) => Some(
-                std::fs::read_to_string(path)
-                    .map_err(|e| format!("--operator-token-file {}: {e}", path.display()))?
-                    .trim()
-                    .to_owned(),
-            ),
-            (None, None) => None,
-        };
-        if operator_token.as_deref() == Some("") {
-            return Err("the operator token is empty".into());
-        }
+        let operator_token = crate::secret::resolve(
+            self.operator_token.as_deref(),
+            self.operator_token_file.as_deref(),
+            crate::secret::SecretNames {
+                what: "the operator token",
+                value: "--operator-token (CRYPTO_OPERATOR_TOKEN)",
+                file: "--operator-token-file (CRYPTO_OPERATOR_TOKEN_FILE)",
+            },
+        )
+        .map_err(|e| e.to_string())?;
         Ok(SecurityConfig {
             require_client_auth: self.require_client_auth.unwrap_or(cluster),
             tokens_file: self.tokens_file.clone(),
@@ -412,25 +409,16 @@ impl CentrifugoArgs {
         let Some(url) = &self.centrifugo_url else {
             return Ok(None);
         };
-        let api_key = match (&self.centrifugo_api_key, &self.centrifugo_api_key_file) {
-            (Some(_), Some(_)) => {
-                return Err(
-                    "give either --centrifugo-api-key or --centrifugo-api-key-file, not both"
-                        .into(),
-                );
-            }
-            (Some(k), None) => Some(k.trim().to_owned()),
-            (None, Some(path)) => Some(
-                std::fs::read_to_string(path)
-                    .map_err(|e| format!("--centrifugo-api-key-file {}: {e}", path.display()))?
-                    .trim()
-                    .to_owned(),
-            ),
-            (None, None) => None,
-        };
-        if api_key.as_deref() == Some("") {
-            return Err("the Centrifugo API key is empty".into());
-        }
+        let api_key = crate::secret::resolve(
+            self.centrifugo_api_key.as_deref(),
+            self.centrifugo_api_key_file.as_deref(),
+            crate::secret::SecretNames {
+                what: "the Centrifugo API key",
+                value: "--centrifugo-api-key (CRYPTO_CENTRIFUGO_API_KEY)",
+                file: "--centrifugo-api-key-file (CRYPTO_CENTRIFUGO_API_KEY_FILE)",
+            },
+        )
+        .map_err(|e| e.to_string())?;
         let config = crate::centrifugo::CentrifugoConfig {
             url: url.clone(),
             api_key,

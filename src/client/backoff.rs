@@ -38,6 +38,11 @@ impl Backoff {
         self.step = self.max;
     }
 
+    /// The step the next delay is drawn under.
+    pub fn step(&self) -> Duration {
+        self.step
+    }
+
     /// Back to `initial` after a successful connection.
     pub fn reset(&mut self) {
         self.step = self.initial;

@@ -84,6 +84,44 @@ enum Ended {
     Refused(tonic::Status),
 }
 
+/// How long to wait before reconnecting after `ended` (`None`: stop). A
+/// refusal jumps to the maximum backoff at once and is logged as one clear
+/// error (again only when the reason changes); other ends climb the
+/// backoff from its initial step.
+fn retry_delay(
+    client_id: &str,
+    ended: Ended,
+    backoff: &mut Backoff,
+    refused: &mut Option<tonic::Code>,
+) -> Option<Duration> {
+    Some(match ended {
+        Ended::Shutdown => return None,
+        Ended::Stream(why) => {
+            *refused = None;
+            let delay = backoff.next_delay();
+            warn!(%client_id, %why, delay_ms = delay.as_millis() as u64, "stream ended; reconnecting");
+            delay
+        }
+        Ended::Refused(status) => {
+            backoff.to_max();
+            let delay = backoff.next_delay();
+            if *refused != Some(status.code()) {
+                error!(
+                    %client_id,
+                    code = ?status.code(),
+                    reason = status.message(),
+                    retry_ms = delay.as_millis() as u64,
+                    "the server refused this client; fix its token or resource (retrying at the maximum backoff)"
+                );
+            } else {
+                debug!(code = ?status.code(), reason = status.message(), "refused again");
+            }
+            *refused = Some(status.code());
+            delay
+        }
+    })
+}
+
 /// A status the server ends a stream with; refusals are permanent-looking.
 fn ended_by(status: tonic::Status) -> Ended {
     match status.code() {
@@ -138,33 +176,10 @@ impl Client {
                 )
                 .await;
             self.state.send_replace(ConnectionState::Disconnected);
-            let delay = match ended {
-                Ended::Shutdown => break,
-                Ended::Stream(why) => {
-                    refused = None;
-                    let delay = backoff.next_delay();
-                    warn!(client_id = %self.config.client_id, %why, delay_ms = delay.as_millis() as u64, "stream ended; reconnecting");
-                    delay
-                }
-                Ended::Refused(status) => {
-                    // Credentials or the client's registration are wrong:
-                    // one clear error, then retry at the slowest pace.
-                    backoff.to_max();
-                    let delay = backoff.next_delay();
-                    if refused != Some(status.code()) {
-                        error!(
-                            client_id = %self.config.client_id,
-                            code = ?status.code(),
-                            reason = status.message(),
-                            retry_ms = delay.as_millis() as u64,
-                            "the server refused this client; fix its token or resource, retrying at the maximum backoff"
-                        );
-                    } else {
-                        debug!(code = ?status.code(), reason = status.message(), "refused again");
-                    }
-                    refused = Some(status.code());
-                    delay
-                }
+            let Some(delay) =
+                retry_delay(&self.config.client_id, ended, &mut backoff, &mut refused)
+            else {
+                break;
             };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -384,5 +399,33 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_jumps_to_the_maximum_backoff_and_other_ends_climb() {
+        let (initial, max) = (Duration::from_millis(100), Duration::from_secs(30));
+        let mut b = Backoff::new(initial, max);
+        let mut refused = None;
+        let d = retry_delay("c", Ended::Stream("reset".into()), &mut b, &mut refused).unwrap();
+        assert!(d <= initial);
+        assert_eq!(b.step(), initial * 2, "a transport error climbs one step");
+        for status in [
+            tonic::Status::unauthenticated("invalid token"),
+            tonic::Status::permission_denied("no CryptoClient resource"),
+        ] {
+            let mut b = Backoff::new(initial, max);
+            retry_delay("c", ended_by(status), &mut b, &mut refused).unwrap();
+            assert_eq!(b.step(), max, "a refusal waits at the maximum step at once");
+        }
+        assert!(matches!(
+            ended_by(tonic::Status::unavailable("shutting down")),
+            Ended::Stream(_)
+        ));
+        assert!(retry_delay("c", Ended::Shutdown, &mut b, &mut refused).is_none());
     }
 }

@@ -8,6 +8,7 @@ pub mod fake_kube;
 
 pub mod cluster;
 pub mod process;
+pub mod readme;
 
 pub mod fake_centrifugo;
 pub mod http;

@@ -322,6 +322,7 @@ impl Store {
         }
         let mut obj = obj;
         check_type(rt, &obj, false)?;
+        secret_string_data(rt, &mut obj);
         obj["apiVersion"] = json!(rt.api_version());
         obj["kind"] = json!(rt.kind);
         let meta = meta_mut(&mut obj);
@@ -456,6 +457,7 @@ impl Store {
             }
             _ => candidate,
         };
+        secret_string_data(rt, &mut new);
         new["apiVersion"] = old["apiVersion"].clone();
         new["kind"] = old["kind"].clone();
         let old_meta = old["metadata"].as_object().cloned().unwrap_or_default();
@@ -733,4 +735,22 @@ fn random_suffix() -> String {
     (0..5)
         .map(|_| CHARS[fastrand::usize(..CHARS.len())] as char)
         .collect()
+}
+
+/// A Secret's write-only `stringData` goes into `data` (base64), as the
+/// real API server does; `stringData` is never stored.
+fn secret_string_data(rt: &ResourceType, obj: &mut Value) {
+    if rt.gvr.group.is_empty()
+        && rt.gvr.plural == "secrets"
+        && let Some(Value::Object(strings)) =
+            obj.as_object_mut().and_then(|m| m.remove("stringData"))
+    {
+        if !obj["data"].is_object() {
+            obj["data"] = json!({});
+        }
+        for (k, v) in strings {
+            let bytes = k8s_openapi::ByteString(v.as_str().unwrap_or_default().as_bytes().to_vec());
+            obj["data"][k] = serde_json::to_value(bytes).expect("base64");
+        }
+    }
 }
