@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, runnable on a fresh Debian machine with the Rust
 # toolchain: installs what the tests need (Debian's prometheus package for
-# promtool), then runs every Rust test and the alert-rule tests.
+# promtool; the Python suites install their own tools into .cache/), then
+# runs every Rust test, the alert-rule tests, the Helm chart tests and the
+# third-party client tests (Python grpc.aio, grpcurl).
 #
 #   bash tests/run.sh
 set -euo pipefail

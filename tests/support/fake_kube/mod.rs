@@ -25,6 +25,8 @@
 //!   only when something outside `metadata` / `status` changes — for a
 //!   custom resource, `spec`). A write that changes nothing answers 200 with
 //!   the stored object but gets no new resourceVersion and no watch event.
+//! - Secrets: `stringData` is stored as base64 `data`, as a real server
+//!   does (it is never stored itself).
 //! - Status subresource: main-resource writes (create, replace, patch,
 //!   apply) keep the stored `status` (create drops it); `/status` writes
 //!   change only `status`.
@@ -67,7 +69,8 @@
 //!   a scalar, a list or an empty map — lists are atomic, so `conditions`
 //!   are replaced wholesale, not merged per `type`). An apply starts from the
 //!   current object, removes the leaves the same manager applied last time
-//!   and no longer applies (unless another applier also owns them), then
+//!   and no longer applies (unless another applier also owns them) and any
+//!   parent object such a removal leaves empty, then
 //!   deep-merges the new configuration (`null` removes a field). Conflicts
 //!   (409) are only detected against other *appliers* owning a leaf with a
 //!   different value; `force=true` takes the leaf over. A non-apply write
