@@ -1,7 +1,16 @@
 //! The Rust client SDK: connect, register, heartbeat on the server-chosen
 //! interval, a typed handler per command with automatic acks, no action on
-//! expired commands, dedupe of redelivered command ids, and reconnect with
-//! capped, jittered exponential backoff.
+//! expired commands, dedupe of redelivered command ids (a command
+//! redelivered on a new session while the handler still works on it is
+//! acked there once done), and reconnect with capped exponential backoff
+//! with full jitter (each delay uniform in [0, step]).
+//!
+//! A refusal that retrying soon will not fix — UNAUTHENTICATED (a missing
+//! or wrong token) or PERMISSION_DENIED (no CryptoClient resource names
+//! this client id) — is logged once as an error with the server's reason,
+//! and the client waits at the maximum backoff at once instead of climbing
+//! from the initial delay; it keeps retrying at that pace, so fixing the
+//! token or the resource brings it back without a restart.
 //!
 //! ```no_run
 //! # async fn demo() {

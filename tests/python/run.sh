@@ -14,8 +14,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 source tests/lib/venv.sh
 ensure_venv .cache/python-venv tests/python/requirements.txt
 
-# The server under test (a no-op when cargo test already built it).
-cargo build --locked --bin crypto-operator
+# The server under test, built as `cargo test` builds it (so this is a
+# no-op after it).
+cargo build --locked --all-targets
 # Fetch grpcurl before pytest so download errors show plainly; the test
 # session checks it again and fails (never skips) when it is missing.
 "$PY" tests/python/tools.py
