@@ -1,6 +1,7 @@
 //! Generates the gRPC code from `proto/` with a pure-Rust protobuf compiler
 //! (protox), so no `protoc` has to be installed, and writes the encoded
-//! descriptor set that server reflection serves.
+//! descriptor set that server reflection serves. Server stubs only with the
+//! `server` feature: the client SDK needs the client stubs alone.
 use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -9,6 +10,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(files, ["proto"])?;
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("crypto_descriptor.bin"), fds.encode_to_vec())?;
-    tonic_prost_build::configure().compile_fds(fds)?;
+    let server = std::env::var_os("CARGO_FEATURE_SERVER").is_some();
+    tonic_prost_build::configure()
+        .build_server(server)
+        .compile_fds(fds)?;
     Ok(())
 }

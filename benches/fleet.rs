@@ -13,7 +13,7 @@
 //! 4. ingest: every client sends wallet updates and heartbeats as fast as
 //!    the server takes them; messages/s and server CPU per message;
 //! 5. broadcast: a ping to every client at once, until every ack is in;
-//! 6. cluster mode against the fake API server (tests/support/fake_kube):
+//! 6. cluster mode against the fake API server (tests/fake-kube):
 //!    status writes per second while every client heartbeats each second,
 //!    next to the throttle's bound N / `--status-heartbeat-interval`;
 //! 7. soak (long, so not part of `all`: `--scenario soak`): every client
@@ -54,10 +54,6 @@ mod orchestrate;
 mod report;
 #[path = "fleet/sys.rs"]
 mod sys;
-
-#[allow(dead_code, unused_imports)]
-#[path = "../tests/support/fake_kube/mod.rs"]
-mod fake_kube;
 
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();

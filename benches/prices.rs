@@ -384,7 +384,7 @@ async fn ours(a: &Args, rate: u64) -> Outcome {
     .await
     .expect("server starts");
     let mut out = fan_out(running.grpc_addr, a, rate, true).await;
-    let text = running.handle.metrics().render();
+    let text = running.metrics.render();
     let value = |name: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())

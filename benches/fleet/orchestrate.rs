@@ -4,10 +4,10 @@
 //! prints the table. The soak's parent side is in `soak.rs`.
 
 use super::args::Args;
-use super::fake_kube::{CRYPTO_GROUP as G, CRYPTO_PLURAL as P, CRYPTO_VERSION as V, FakeKube};
 use super::load::{LoadConfig, client_id};
 use super::report::{self, LoadEvent, LoadReport, StatusResult};
 use super::sys;
+use fake_kube::{CRYPTO_GROUP as G, CRYPTO_PLURAL as P, CRYPTO_VERSION as V, FakeKube};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -18,6 +18,23 @@ pub const MAX_TOKEN_LEN: usize = 4096;
 /// Tokens shorter than this are accepted with a warning.
 pub const SHORT_TOKEN_LEN: usize = 16;
 
+/// Why an admin token is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminTokenError {
+    /// Empty.
+    #[error("the admin token is empty")]
+    Empty,
+    /// Longer than an HTTP header should carry.
+    #[error("the admin token is longer than {MAX_TOKEN_LEN} characters")]
+    TooLong,
+    /// Spaces or non-ASCII characters.
+    #[error("the admin token must be visible ASCII characters without spaces")]
+    NotVisibleAscii,
+    /// The flag or file could not be read.
+    #[error(transparent)]
+    Secret(#[from] crate::secret::SecretError),
+}
+
 /// The admin API's bearer token (only its digest is kept).
 #[derive(Clone)]
 pub struct AdminToken {
@@ -33,17 +50,15 @@ impl std::fmt::Debug for AdminToken {
 impl AdminToken {
     /// A token: 1 to 4096 visible ASCII characters (what an HTTP header
     /// can carry), no spaces.
-    pub fn new(token: &str) -> Result<Self, String> {
+    pub fn new(token: &str) -> Result<Self, AdminTokenError> {
         if token.is_empty() {
-            return Err("the admin token is empty".into());
+            return Err(AdminTokenError::Empty);
         }
         if token.len() > MAX_TOKEN_LEN {
-            return Err(format!(
-                "the admin token is longer than {MAX_TOKEN_LEN} characters"
-            ));
+            return Err(AdminTokenError::TooLong);
         }
         if !token.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err("the admin token must be visible ASCII characters without spaces".into());
+            return Err(AdminTokenError::NotVisibleAscii);
         }
         Ok(Self {
             digest: Arc::new(token_digest(token.as_bytes())),
@@ -52,14 +67,16 @@ impl AdminToken {
 
     /// The token from `--admin-token` or `--admin-token-file` (at most
     /// one), or `None` when neither is given.
-    pub fn resolve(token: Option<&str>, file: Option<&Path>) -> Result<Option<Self>, String> {
+    pub fn resolve(
+        token: Option<&str>,
+        file: Option<&Path>,
+    ) -> Result<Option<Self>, AdminTokenError> {
         let names = crate::secret::SecretNames {
             what: "the admin token",
             value: "--admin-token (CRYPTO_ADMIN_TOKEN)",
             file: "--admin-token-file (CRYPTO_ADMIN_TOKEN_FILE)",
         };
-        let Some(text) = crate::secret::resolve(token, file, names).map_err(|e| e.to_string())?
-        else {
+        let Some(text) = crate::secret::resolve(token, file, names)? else {
             return Ok(None);
         };
         let t = Self::new(&text)?;
@@ -153,6 +170,11 @@ mod tests {
         assert!(AdminToken::resolve(None, Some(&dir)).is_err());
         std::fs::remove_file(&dir).unwrap();
         let missing = AdminToken::resolve(None, Some(Path::new("/nonexistent/token")));
-        assert!(missing.unwrap_err().contains("/nonexistent/token"));
+        assert!(
+            missing
+                .unwrap_err()
+                .to_string()
+                .contains("/nonexistent/token")
+        );
     }
 }

@@ -4,10 +4,9 @@
 use super::ApiState;
 use super::endpoint::{JsonBody, Meta, NoBody, Params, Reply, ResponseDoc, Route, route};
 use super::error::ApiError;
-use super::proto_json::{ClientInfo, ClientSummary};
 use super::types::{ClientList, CommandAccepted, CommandDone, CommandReply, CommandRequest};
-use crate::handlers::{snapshot, summary};
 use crate::proto::SessionState;
+use crate::proto::json::{ClientInfo, ClientSummary};
 use crate::streaming::ClientQuery;
 use axum::http::{Method, StatusCode};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
@@ -206,22 +205,18 @@ async fn list_clients(st: ApiState, p: Params, _: NoBody) -> Result<ClientList, 
     .map_err(|s| ApiError::from_status(&s))?;
     let page = st.handle.list(&query);
     Ok(ClientList {
-        clients: page
-            .sessions
-            .iter()
-            .map(|s| ClientSummary::from(&summary(s)))
-            .collect(),
+        clients: page.clients.iter().map(ClientSummary::from).collect(),
         continue_: page.next_token,
     })
 }
 
 async fn get_client(st: ApiState, p: Params, _: NoBody) -> Result<ClientInfo, ApiError> {
     let id = p.get("id");
-    let session = st
+    let info = st
         .handle
-        .session(id)
+        .snapshot(id)
         .ok_or_else(|| ApiError::not_connected(id))?;
-    Ok(ClientInfo::from(&snapshot(&session)))
+    Ok(ClientInfo::from(&info))
 }
 
 async fn send_command(

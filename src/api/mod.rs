@@ -15,10 +15,10 @@ mod endpoint;
 mod error;
 mod handlers;
 mod openapi;
-pub mod proto_json;
+
 mod types;
 
-pub use auth::AdminToken;
+pub use auth::{AdminToken, AdminTokenError};
 pub use error::{ApiError, ErrorBody, ErrorCode};
 pub use types::{
     CommandAccepted, CommandDone, CommandReply, CommandRequest, CommandType, MAX_TIMEOUT_MS,

@@ -1,11 +1,11 @@
 //! Request and response bodies of the admin API's own calls. Their JSON
 //! field names are snake_case; the protobuf messages they embed
-//! (`ack`, snapshots) use protobuf's JSON mapping (`proto_json`).
+//! (`ack`, snapshots) use protobuf's JSON mapping (`crate::proto::json`).
 
 use super::error::ApiError;
-use super::proto_json;
+
 use crate::commands;
-use crate::proto::ServerCommand;
+use crate::proto::{ServerCommand, json};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -113,7 +113,7 @@ impl CommandRequest {
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct ClientList {
     /// Summaries, sorted by client id.
-    pub clients: Vec<super::proto_json::ClientSummary>,
+    pub clients: Vec<json::ClientSummary>,
     /// Pass as `?continue=` for the next page; absent on the last page.
     #[serde(rename = "continue", skip_serializing_if = "Option::is_none")]
     pub continue_: Option<String>,
@@ -134,7 +134,7 @@ pub struct CommandDone {
     /// The command's id.
     pub command_id: String,
     /// The client's ack, in protobuf's JSON mapping.
-    pub ack: proto_json::CommandAck,
+    pub ack: json::CommandAck,
 }
 
 /// What `POST /clients/{id}/commands` answers.

@@ -2,8 +2,8 @@
 //! Pushing never waits: when the buffer is full the oldest publication is
 //! dropped and counted, so the newest state always gets through.
 
+use super::metrics::{CentrifugoMetrics, PublishResult};
 use super::payload::Publication;
-use crate::metrics::{CentrifugoMetrics, PublishResult};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{Notify, watch};
@@ -15,11 +15,11 @@ pub(crate) struct Buffer {
     pub(crate) pushed: Notify,
     /// How many publications were ever pushed (for waiters, e.g. tests).
     pub(crate) accepted: watch::Sender<u64>,
-    metrics: Arc<crate::metrics::Metrics>,
+    metrics: Arc<CentrifugoMetrics>,
 }
 
 impl Buffer {
-    pub(crate) fn new(capacity: usize, metrics: Arc<crate::metrics::Metrics>) -> Self {
+    pub(crate) fn new(capacity: usize, metrics: Arc<CentrifugoMetrics>) -> Self {
         Self {
             queue: Mutex::new(VecDeque::with_capacity(capacity.min(4096))),
             capacity: capacity.max(1),
@@ -34,7 +34,7 @@ impl Buffer {
     }
 
     fn m(&self) -> &CentrifugoMetrics {
-        &self.metrics.centrifugo
+        &self.metrics
     }
 
     /// Appends `p`, dropping (and counting) the oldest when full.
@@ -109,7 +109,6 @@ impl Buffer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::{ClientLabels, Metrics};
 
     fn publ(i: usize) -> Publication {
         Publication {
@@ -124,27 +123,27 @@ mod tests {
 
     #[test]
     fn drops_the_oldest_when_full_and_counts() {
-        let metrics = Arc::new(Metrics::new(ClientLabels::Standalone).unwrap());
+        let metrics = Arc::new(CentrifugoMetrics::new(&crate::metrics::Registry::new()).unwrap());
         let b = Buffer::new(3, metrics.clone());
         for i in 1..=5 {
             b.push(publ(i));
         }
-        assert_eq!(metrics.centrifugo.total(PublishResult::Dropped), 2);
-        assert_eq!(metrics.centrifugo.buffered(), 3);
+        assert_eq!(metrics.total(PublishResult::Dropped), 2);
+        assert_eq!(metrics.buffered(), 3);
         let first = b.take(2);
         assert_eq!(data(&first), ["3", "4"]);
         b.push(publ(6));
         b.push(publ(7));
         // Full again (5, 6, 7): the requeued batch is the oldest and goes.
         b.requeue(first);
-        assert_eq!(metrics.centrifugo.total(PublishResult::Dropped), 4);
+        assert_eq!(metrics.total(PublishResult::Dropped), 4);
         assert_eq!(data(&b.take(10)), ["5", "6", "7"]);
         b.push(publ(8));
         b.requeue(vec![publ(1), publ(2)]);
         assert_eq!(data(&b.take(10)), ["1", "2", "8"]);
         b.push(publ(9));
         assert_eq!(b.discard_all(), 1);
-        assert_eq!(metrics.centrifugo.total(PublishResult::Dropped), 5);
+        assert_eq!(metrics.total(PublishResult::Dropped), 5);
         assert_eq!(b.len(), 0);
     }
 }

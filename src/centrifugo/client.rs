@@ -6,6 +6,7 @@
 //! HTTP/1.1 with keep-alive over hyper; `https://` URLs use rustls with
 //! the system's root certificates.
 
+use super::CentrifugoError;
 use super::payload::Publication;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
@@ -65,17 +66,23 @@ pub(crate) struct Api {
 impl Api {
     /// A client for the Centrifugo at `url` (`http://` or `https://`, an
     /// optional base path, no query).
-    pub(crate) fn new(url: &str, key: Option<&str>, timeout: Duration) -> Result<Self, String> {
+    pub(crate) fn new(
+        url: &str,
+        key: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Self, CentrifugoError> {
         let (publish, batch, https) = endpoints(url)?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = if https {
             HttpsConnectorBuilder::new()
                 .with_provider_and_native_roots(provider)
-                .map_err(|e| format!("--centrifugo-url {url}: no usable root certificates: {e}"))?
+                .map_err(|source| CentrifugoError::Roots {
+                    url: url.to_owned(),
+                    source,
+                })?
         } else {
             let tls = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map_err(|e| e.to_string())?
+                .with_safe_default_protocol_versions()?
                 .with_root_certificates(rustls::RootCertStore::empty())
                 .with_no_client_auth();
             HttpsConnectorBuilder::new().with_tls_config(tls)
@@ -91,10 +98,9 @@ impl Api {
             .build(connector);
         let key = key
             .map(|k| {
-                let mut v = HeaderValue::from_str(k)
-                    .map_err(|_| "the Centrifugo API key is not a valid header value".to_owned())?;
+                let mut v = HeaderValue::from_str(k).map_err(|_| CentrifugoError::BadKey)?;
                 v.set_sensitive(true);
-                Ok::<_, String>(v)
+                Ok::<_, CentrifugoError>(v)
             })
             .transpose()?;
         Ok(Self {
@@ -155,8 +161,11 @@ impl Api {
 }
 
 /// `(publish URI, batch URI, https?)` of a base URL.
-fn endpoints(url: &str) -> Result<(Uri, Uri, bool), String> {
-    let bad = |why: &str| format!("--centrifugo-url {url:?}: {why}");
+fn endpoints(url: &str) -> Result<(Uri, Uri, bool), CentrifugoError> {
+    let bad = |why: &str| CentrifugoError::Url {
+        url: url.to_owned(),
+        why: why.to_owned(),
+    };
     let base: Uri = url.parse().map_err(|e| bad(&format!("{e}")))?;
     let https = match base.scheme_str() {
         Some("http") => false,

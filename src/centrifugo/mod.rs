@@ -16,13 +16,14 @@
 mod breaker;
 mod buffer;
 mod client;
+mod metrics;
 mod payload;
 mod sender;
 
 pub use breaker::BreakerState;
+pub use metrics::{CentrifugoMetrics, PublishResult};
 pub use payload::Publication;
 
-use crate::metrics::Metrics;
 use crate::streaming::EventSubscriber;
 use breaker::Breaker;
 use buffer::Buffer;
@@ -109,7 +110,7 @@ impl CentrifugoConfig {
     }
 
     /// Checks the settings (the URL is checked when the publisher starts).
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), CentrifugoError> {
         let p = &self.channel_prefix;
         if p.is_empty()
             || p.len() > 64
@@ -117,28 +118,64 @@ impl CentrifugoConfig {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
         {
-            return Err(format!(
-                "--centrifugo-channel-prefix {p:?}: 1-64 characters of [A-Za-z0-9._:-]"
-            ));
+            return Err(CentrifugoError::ChannelPrefix(p.clone()));
         }
         if !(1..=MAX_BATCH).contains(&self.batch_size) {
-            return Err(format!(
-                "--centrifugo-batch-size must be between 1 and {MAX_BATCH}"
-            ));
+            return Err(CentrifugoError::BatchSize);
         }
         if self.buffer < self.batch_size {
-            return Err("--centrifugo-buffer must be at least --centrifugo-batch-size".into());
+            return Err(CentrifugoError::BufferBelowBatch);
         }
         if self.request_timeout.is_zero() || self.breaker_open.is_zero() {
-            return Err(
-                "--centrifugo-timeout and --centrifugo-breaker-open must be more than 0".into(),
-            );
+            return Err(CentrifugoError::ZeroDuration);
         }
         if self.breaker_threshold == 0 {
-            return Err("--centrifugo-breaker-threshold must be at least 1".into());
+            return Err(CentrifugoError::ZeroThreshold);
         }
         Ok(())
     }
+}
+
+/// Why the publisher cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum CentrifugoError {
+    /// The channel prefix is unusable.
+    #[error("--centrifugo-channel-prefix {0:?}: 1-64 characters of [A-Za-z0-9._:-]")]
+    ChannelPrefix(String),
+    /// The batch size is out of range.
+    #[error("--centrifugo-batch-size must be between 1 and {MAX_BATCH}")]
+    BatchSize,
+    /// The buffer cannot hold one batch.
+    #[error("--centrifugo-buffer must be at least --centrifugo-batch-size")]
+    BufferBelowBatch,
+    /// A timeout is zero.
+    #[error("--centrifugo-timeout and --centrifugo-breaker-open must be more than 0")]
+    ZeroDuration,
+    /// The breaker would never close.
+    #[error("--centrifugo-breaker-threshold must be at least 1")]
+    ZeroThreshold,
+    /// The URL is unusable.
+    #[error("--centrifugo-url {url:?}: {why}")]
+    Url {
+        /// The URL given.
+        url: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// No root certificates for `https://`.
+    #[error("--centrifugo-url {url}: no usable root certificates: {source}")]
+    Roots {
+        /// The URL given.
+        url: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TLS client could not be built.
+    #[error("TLS: {0}")]
+    Tls(#[from] rustls::Error),
+    /// The API key cannot be sent as a header.
+    #[error("the Centrifugo API key is not a valid header value")]
+    BadKey,
 }
 
 /// A read-only view of a running publisher (tests, diagnostics).
@@ -195,8 +232,8 @@ impl Publisher {
     pub fn start(
         config: &CentrifugoConfig,
         events: EventSubscriber,
-        metrics: Arc<Metrics>,
-    ) -> Result<Self, String> {
+        metrics: Arc<CentrifugoMetrics>,
+    ) -> Result<Self, CentrifugoError> {
         config.validate()?;
         let api = client::Api::new(
             &config.url,
@@ -206,9 +243,7 @@ impl Publisher {
         let channels = Channels::new(&config.channel_prefix);
         let buffer = Arc::new(Buffer::new(config.buffer, metrics.clone()));
         let (state_tx, state_rx) = watch::channel(BreakerState::Closed);
-        metrics
-            .centrifugo
-            .set_breaker_state(BreakerState::Closed.gauge());
+        metrics.set_breaker_state(BreakerState::Closed.gauge());
         let stop_pump = CancellationToken::new();
         let stop_send = CancellationToken::new();
         let kill = CancellationToken::new();

@@ -15,10 +15,10 @@
 //!
 //! Heartbeats, logs, prices and the raw acks are not published. A payload
 //! is `{"type", "client_id", "session_id", "time"}` plus the message's
-//! fields in protobuf's JSON mapping (`crate::api::proto_json`).
+//! fields in protobuf's JSON mapping (`crate::proto::json`).
 
-use crate::api::proto_json::{self, Timestamp};
 use crate::proto::client_message::Payload;
+use crate::proto::json::Timestamp;
 use crate::streaming::{AckOutcome, Event, EventKind};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -148,7 +148,7 @@ fn render(ev: &Event) -> Option<(Audience, String)> {
             json(
                 ev,
                 "connected",
-                proto_json::ClientRegistration::from(&**reg),
+                crate::proto::json::ClientRegistration::from(&**reg),
             )?,
         ),
         EventKind::Disconnected(reason) => (
@@ -165,15 +165,25 @@ fn render(ev: &Event) -> Option<(Audience, String)> {
         EventKind::Stale => (Both, json(ev, "stale", NoFields {})?),
         EventKind::Fresh => (Both, json(ev, "fresh", NoFields {})?),
         EventKind::Message(msg) => match msg.payload.as_ref()? {
-            Payload::Status(s) => (Both, json(ev, "status", proto_json::ClientStatus::from(s))?),
-            Payload::Error(e) => (Both, json(ev, "error", proto_json::ErrorReport::from(e))?),
+            Payload::Status(s) => (
+                Both,
+                json(ev, "status", crate::proto::json::ClientStatus::from(s))?,
+            ),
+            Payload::Error(e) => (
+                Both,
+                json(ev, "error", crate::proto::json::ErrorReport::from(e))?,
+            ),
             Payload::WalletUpdate(w) => (
                 Client,
-                json(ev, "wallet_update", proto_json::WalletUpdate::from(w))?,
+                json(
+                    ev,
+                    "wallet_update",
+                    crate::proto::json::WalletUpdate::from(w),
+                )?,
             ),
             Payload::Transaction(t) => (
                 Client,
-                json(ev, "transaction", proto_json::Transaction::from(t))?,
+                json(ev, "transaction", crate::proto::json::Transaction::from(t))?,
             ),
             _ => return None,
         },

@@ -5,8 +5,9 @@
 use super::breaker::{Breaker, BreakerState, Permit};
 use super::buffer::Buffer;
 use super::client::{Api, ItemError};
+use super::metrics::{CentrifugoMetrics, PublishResult};
 use super::payload::Publication;
-use crate::metrics::{Metrics, PublishResult};
+use crate::backoff::{Exponential, Jitter};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -26,7 +27,7 @@ pub(crate) struct Sender {
     pub(crate) breaker: Breaker,
     pub(crate) open_for: Duration,
     pub(crate) state: watch::Sender<BreakerState>,
-    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<CentrifugoMetrics>,
     pub(crate) batch_size: usize,
     pub(crate) linger: Duration,
     pub(crate) retries: u32,
@@ -40,8 +41,12 @@ pub(crate) struct Sender {
 
 /// `base · 2^(attempt-1)`, at most [`MAX_BACKOFF`], ±25 % jitter.
 fn backoff(base: Duration, attempt: u32) -> Duration {
-    let exp = base.saturating_mul(1u32 << (attempt.saturating_sub(1)).min(16));
-    exp.min(MAX_BACKOFF).mul_f64(0.75 + fastrand::f64() / 2.0)
+    Exponential {
+        initial: base,
+        max: MAX_BACKOFF,
+        jitter: Jitter::Spread(0.25),
+    }
+    .delay(attempt.saturating_sub(1))
 }
 
 impl Sender {
@@ -192,7 +197,7 @@ impl Sender {
     }
 
     fn count(&self, result: PublishResult, n: usize) {
-        self.metrics.centrifugo.count(result, n as u64);
+        self.metrics.count(result, n as u64);
     }
 
     /// Logs publications Centrifugo refused (e.g. a channel namespace it
@@ -231,7 +236,7 @@ impl Sender {
         if old == new {
             return;
         }
-        self.metrics.centrifugo.set_breaker_state(new.gauge());
+        self.metrics.set_breaker_state(new.gauge());
         self.state.send_replace(new);
         match new {
             BreakerState::Open if old == BreakerState::Closed => warn!(

@@ -271,8 +271,7 @@ pub async fn run_clients(args: ClientsArgs) -> Result<(), Box<dyn std::error::Er
                 }
                 Output::Json => {
                     let sep = if first { "\n" } else { ",\n" };
-                    let row =
-                        serde_json::to_string(&crate::api::proto_json::ClientSummary::from(c))?;
+                    let row = serde_json::to_string(&crate::proto::json::ClientSummary::from(c))?;
                     write!(out, "{sep}  {row}")?;
                 }
             }

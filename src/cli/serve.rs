@@ -3,7 +3,7 @@
 
 use super::parse_duration;
 use crate::controller::{ControllerConfig, LeaderConfig};
-use crate::server::{self, ClusterConfig, SecurityConfig, ServerConfig};
+use crate::server::{self, ClusterConfig, Mode, SecurityConfig, ServerConfig};
 use crate::streaming::StreamingConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -188,9 +188,9 @@ impl ClusterArgs {
     /// `--standalone` is given, or when no Kubernetes config exists (no
     /// KUBECONFIG, no ~/.kube/config, not in a cluster). A config that
     /// exists but cannot be loaded is an error, not a silent fallback.
-    pub async fn resolve(&self) -> Result<Option<ClusterConfig>, Box<dyn std::error::Error>> {
+    pub async fn resolve(&self) -> Result<Mode, Box<dyn std::error::Error>> {
         if self.standalone {
-            return Ok(None);
+            return Ok(Mode::Standalone);
         }
         let explicit = std::env::var_os("KUBECONFIG").is_some()
             || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
@@ -199,7 +199,7 @@ impl ClusterArgs {
             .unwrap_or(false);
         if !explicit && !home_config {
             tracing::info!("no Kubernetes config found; running standalone");
-            return Ok(None);
+            return Ok(Mode::Standalone);
         }
         let config = kube::Config::infer()
             .await
@@ -219,7 +219,7 @@ impl ClusterArgs {
             lease_duration: self.lease_duration,
         });
         tracing::info!(namespaces = ?self.namespaces, leader_election = leader.is_some(), "cluster mode");
-        Ok(Some(ClusterConfig {
+        Ok(Mode::Cluster(ClusterConfig {
             client,
             controller: ControllerConfig {
                 namespaces: self.namespaces.clone(),
@@ -233,8 +233,8 @@ impl ClusterArgs {
 }
 
 impl ServeArgs {
-    /// The server configuration these flags describe.
-    pub fn config(&self) -> Result<ServerConfig, String> {
+    /// The server configuration these flags describe, in `mode`.
+    pub fn config(&self, mode: Mode) -> Result<ServerConfig, String> {
         let stale_after = self.stale_after.unwrap_or(self.heartbeat_interval * 3);
         let dead_after = self.dead_after.unwrap_or(self.heartbeat_interval * 6);
         if self.heartbeat_interval.is_zero() {
@@ -253,8 +253,10 @@ impl ServeArgs {
             http_addr: self.http_addr,
             drain_grace: self.drain_grace,
             coins: self.coins.clone(),
-            cluster: None,
-            security: SecurityConfig::default(),
+            security: self.security.config(matches!(mode, Mode::Cluster(_)))?,
+            api: self.admin.config()?,
+            centrifugo: self.centrifugo.config()?,
+            mode,
             streaming: StreamingConfig {
                 heartbeat_interval: self.heartbeat_interval,
                 stale_after,
@@ -280,14 +282,8 @@ impl ServeArgs {
 
 /// Runs `serve`.
 pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let mut config = args.config()?;
-    config.cluster = args.cluster.resolve().await?;
-    config.security = args.security.config(config.cluster.is_some())?;
-    let integrations = server::Integrations {
-        api: args.admin.config()?,
-        centrifugo: args.centrifugo.config()?,
-    };
-    let running = server::start_with(config, integrations).await?;
+    let mode = args.cluster.resolve().await?;
+    let running = server::start(args.config(mode)?).await?;
     let stop = running.shutdown_token();
     let on_signal = async move {
         wait_for_signal().await;
@@ -346,7 +342,8 @@ impl AdminApiArgs {
             token: crate::api::AdminToken::resolve(
                 self.admin_token.as_deref(),
                 self.admin_token_file.as_deref(),
-            )?,
+            )
+            .map_err(|e| e.to_string())?,
         })
     }
 }
@@ -433,7 +430,7 @@ impl CentrifugoArgs {
             breaker_open: self.centrifugo_breaker_open,
             flush_timeout: self.centrifugo_flush_timeout,
         };
-        config.validate()?;
+        config.validate().map_err(|e| e.to_string())?;
         Ok(Some(config))
     }
 }

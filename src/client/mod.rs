@@ -28,14 +28,13 @@
 //! # }
 //! ```
 
-mod backoff;
 mod client_type;
 mod command;
 mod config;
 mod connection;
 mod sender;
 
-pub use backoff::Backoff;
+pub use crate::backoff::Backoff;
 pub use client_type::ClientType;
 pub use command::{Command, CommandHandler, CommandResult};
 pub use config::ClientConfig;

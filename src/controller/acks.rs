@@ -3,7 +3,7 @@
 //! the resource's memory, publishes a Kubernetes Event on failure or on a
 //! completed sync, and triggers a reconcile of the resource.
 
-use super::reconcile::Ctx;
+use super::context::Ctx;
 use super::runtime::{Inflight, Key, SyncTracker};
 use super::status::time;
 use crate::commands::CommandKind;

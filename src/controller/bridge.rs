@@ -8,7 +8,7 @@
 //! unnoticed until the periodic requeue (the Kubernetes Events of the lost
 //! connects are not written).
 
-use super::reconcile::Ctx;
+use super::context::Ctx;
 use crate::crd::CryptoClient;
 use crate::streaming::{EventKind, EventSubscriber, Received};
 use kube::runtime::events::{Event, EventType};

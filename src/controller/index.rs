@@ -6,8 +6,8 @@
 
 use crate::commands::CommandKind;
 use crate::crd::CryptoClient;
-use crate::metrics::ClientIdentity;
 use crate::proto::ClientRegistration;
+use crate::streaming::ClientIdentity;
 use crate::streaming::ClientPolicy;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Resource;

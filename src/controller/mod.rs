@@ -8,7 +8,9 @@
 //! - `decide` / `status`: pure decisions (spec + acked state -> commands;
 //!   session + previous status -> new status).
 //! - `runtime`: what the operator remembers per resource between reconciles.
-//! - `reconcile`: one reconcile; `acks`: waiting for command acks.
+//! - `context`: what every reconcile shares; `reconcile`: one reconcile;
+//!   `acks`: waiting for command acks.
+//! - `health`: the controller's part of readiness; `metrics`: its metrics.
 //! - `pacing`: how often connected resources are refreshed (heartbeat).
 //! - `bridge`: streaming-core events -> reconcile triggers and Kubernetes
 //!   Events; `watch`: the lenient watch stream; `leader`: the Lease.
@@ -18,10 +20,13 @@
 mod acks;
 mod auth;
 mod bridge;
+mod context;
 mod decide;
+mod health;
 mod holder;
 mod index;
 mod leader;
+mod metrics;
 mod pacing;
 mod reconcile;
 mod run;
@@ -31,10 +36,12 @@ mod watch;
 
 pub use auth::SecretAuth;
 pub use decide::{Action as CommandAction, Desired, decide};
+pub use health::ControllerHealth;
 pub use index::ResourceIndex;
 pub use leader::{LeaderConfig, LeaderState};
+pub use metrics::ControlMetrics;
 pub use pacing::paced_interval;
-pub use run::{ControllerConfig, DEFAULT_API_TIMEOUT, run};
+pub use run::{ControllerConfig, DEFAULT_API_TIMEOUT, Wiring, run};
 pub use runtime::{ClientRuntime, SyncTracker};
 pub use status::{Observed, SessionView, compute_status, needs_write};
 

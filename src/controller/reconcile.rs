@@ -3,71 +3,23 @@
 //! write the status when (and only when) it changed, through server-side
 //! apply on `/status` with one field manager.
 
+use super::context::Ctx;
 use super::decide::{Action as Cmd, Desired, decide};
 use super::holder::held_session;
-use super::index::ResourceIndex;
-use super::runtime::{ClientRuntime, Inflight, Key, Runtimes, SyncTracker};
+use super::runtime::{ClientRuntime, Inflight, Key, SyncTracker};
 use super::status::{Observed, SessionView, compute_status, needs_write, time};
 use super::{Error, FIELD_MANAGER, acks};
 use crate::commands::{self, CommandKind, config_hash};
 use crate::crd::{CommandState, CryptoClient, LastCommand};
-use crate::streaming::{Session, StreamingHandle};
+use crate::streaming::Session;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, Recorder};
-use kube::runtime::reflector::ObjectRef;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
-
-/// Shared by every reconcile.
-pub(crate) struct Ctx {
-    pub(crate) client: kube::Client,
-    pub(crate) handle: StreamingHandle,
-    pub(crate) index: Arc<ResourceIndex>,
-    pub(crate) runtimes: Runtimes,
-    pub(crate) recorder: Recorder,
-    pub(crate) tasks: TaskTracker,
-    pub(crate) triggers: HashMap<Option<String>, mpsc::Sender<ObjectRef<CryptoClient>>>,
-    pub(crate) status_every: Duration,
-    pub(crate) pacer: super::pacing::Pacer,
-    pub(crate) api_timeout: Duration,
-    pub(crate) stop: tokio_util::sync::CancellationToken,
-}
-
-impl Ctx {
-    /// Asks the controller watching `obj`'s namespace to reconcile it.
-    pub(crate) async fn trigger(&self, obj: ObjectRef<CryptoClient>) {
-        let tx = self
-            .triggers
-            .get(&obj.namespace)
-            .or_else(|| self.triggers.get(&None));
-        if let Some(tx) = tx {
-            let _ = tx.send(obj).await;
-        }
-    }
-
-    /// Publishes a Kubernetes Event on `client_id`'s resource.
-    pub(crate) async fn publish(&self, client_id: &str, ev: Event) {
-        let Some(r) = self.index.lookup(client_id) else {
-            return;
-        };
-        match tokio::time::timeout(self.api_timeout, self.recorder.publish(&ev, &r.object_ref))
-            .await
-        {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => warn!(error = %e, reason = %ev.reason, "could not publish event"),
-            Err(_) => {
-                warn!(reason = %ev.reason, timeout = ?self.api_timeout, "event write timed out")
-            }
-        }
-    }
-}
 
 fn view(s: &Session) -> SessionView {
     SessionView {
@@ -89,8 +41,7 @@ pub(crate) async fn reconcile(obj: Arc<CryptoClient>, ctx: Arc<Ctx>) -> Result<A
         .unwrap_or(Err(Error::Timeout(ctx.api_timeout)));
     let took = started.elapsed();
     ctx.pacer.observe(took);
-    let metrics = ctx.handle.metrics();
-    metrics.control.reconciled(result.is_ok(), took);
+    ctx.metrics.reconciled(result.is_ok(), took);
     if let (Ok(_), Some(ns), Some(name)) = (&result, &obj.metadata.namespace, &obj.metadata.name) {
         ctx.runtimes
             .with(&(ns.clone(), name.clone()), |rt| rt.errors = 0);
@@ -157,7 +108,7 @@ async fn reconcile_inner(obj: &CryptoClient, ctx: &Arc<Ctx>) -> Result<Action, E
             send(ctx, &key, obj, &client_id, &desired, &desired_map, action);
         }
     } else {
-        ctx.handle.metrics().client_down(&ns, &name, &client_id);
+        ctx.handle.client_down(&ns, &name, &client_id);
     }
 
     // Status.
@@ -183,13 +134,13 @@ async fn reconcile_inner(obj: &CryptoClient, ctx: &Arc<Ctx>) -> Result<Action, E
             &Patch::Apply(patch),
         )
         .await?;
-        ctx.handle.metrics().control.status_written();
+        ctx.metrics.status_written();
         debug!(namespace = %ns, %name, phase = ?new_status.phase, "status written");
     }
 
     let mut requeue = if session.is_some() {
         let every = ctx.pacer.interval(ctx.handle.connected());
-        ctx.handle.metrics().control.heartbeat_interval(every);
+        ctx.metrics.heartbeat_interval(every);
         ctx.pacer.next_refresh(ctx.handle.connected())
     } else {
         Duration::from_secs(300)
@@ -293,10 +244,7 @@ pub(crate) fn error_policy(obj: Arc<CryptoClient>, err: &Error, ctx: Arc<Ctx>) -
         rt.errors = rt.errors.saturating_add(1);
         rt.errors
     });
-    let delay = Duration::from_secs(
-        2u64.saturating_pow(errors.saturating_sub(1).min(20))
-            .min(300),
-    );
+    let delay = super::runtime::RETRY.step(errors.saturating_sub(1));
     warn!(namespace = %key.0, name = %key.1, error = %err, retry_in_s = delay.as_secs(), "reconcile failed");
     Action::requeue(delay)
 }

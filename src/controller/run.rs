@@ -2,13 +2,15 @@
 //! kube-runtime Controller per watched namespace (or one for all), the
 //! event bridge and the ack tasks — all owned, all ended by one token.
 
+use super::context::Ctx;
+use super::health::ControllerHealth;
 use super::index::ResourceIndex;
 use super::leader::{self, LeaderConfig};
-use super::reconcile::{Ctx, error_policy, reconcile};
+use super::metrics::ControlMetrics;
+use super::reconcile::{error_policy, reconcile};
 use super::runtime::Runtimes;
 use super::{bridge, watch};
 use crate::crd::CryptoClient;
-use crate::http::Readiness;
 use crate::streaming::StreamingHandle;
 use futures::StreamExt;
 use kube::Api;
@@ -47,15 +49,30 @@ pub struct ControllerConfig {
 /// Default of [`ControllerConfig::api_timeout`].
 pub const DEFAULT_API_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// What the control plane runs against.
+#[derive(Clone)]
+pub struct Wiring {
+    /// The Kubernetes client.
+    pub client: kube::Client,
+    /// The streaming core.
+    pub handle: StreamingHandle,
+    /// Client id -> resource; the core's admission policy.
+    pub index: Arc<ResourceIndex>,
+    /// The controller's metrics.
+    pub metrics: Arc<ControlMetrics>,
+    /// The controller's part of readiness.
+    pub health: Arc<ControllerHealth>,
+}
+
 /// Runs the control plane until `stop`.
-pub async fn run(
-    client: kube::Client,
-    handle: StreamingHandle,
-    index: Arc<ResourceIndex>,
-    cfg: ControllerConfig,
-    ready: Arc<Readiness>,
-    stop: CancellationToken,
-) {
+pub async fn run(w: Wiring, cfg: ControllerConfig, stop: CancellationToken) {
+    let Wiring {
+        client,
+        handle,
+        index,
+        metrics,
+        health: ready,
+    } = w;
     let (leader_tx, mut leading) = tokio_watch::channel(cfg.leader.is_none());
     let tasks = TaskTracker::new();
     if let Some(lc) = cfg.leader.clone() {
@@ -85,11 +102,14 @@ pub async fn run(
             }
         };
         let running = lead(
-            client.clone(),
-            handle.clone(),
-            index.clone(),
+            Wiring {
+                client: client.clone(),
+                handle: handle.clone(),
+                index: index.clone(),
+                metrics: metrics.clone(),
+                health: ready.clone(),
+            },
             &cfg,
-            ready.clone(),
             term.clone(),
         );
         tokio::pin!(running);
@@ -117,14 +137,14 @@ async fn finish(tasks: TaskTracker) {
 }
 
 /// Runs the controllers while this replica leads (until `term`).
-async fn lead(
-    client: kube::Client,
-    handle: StreamingHandle,
-    index: Arc<ResourceIndex>,
-    cfg: &ControllerConfig,
-    ready: Arc<Readiness>,
-    term: CancellationToken,
-) {
+async fn lead(w: Wiring, cfg: &ControllerConfig, term: CancellationToken) {
+    let Wiring {
+        client,
+        handle,
+        index,
+        metrics,
+        health: ready,
+    } = w;
     let scopes: Vec<Option<String>> = if cfg.namespaces.is_empty() {
         vec![None]
     } else {
@@ -153,6 +173,7 @@ async fn lead(
         pacer: super::pacing::Pacer::new(cfg.status_heartbeat_interval, cfg.concurrency),
         api_timeout: cfg.api_timeout,
         stop: term.clone(),
+        metrics,
     });
     ctx.tasks.spawn(bridge::run(
         ctx.clone(),

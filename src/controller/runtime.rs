@@ -4,6 +4,7 @@
 //! restart every client reconnects (new session) and is sent the desired
 //! state again.
 
+use crate::backoff::{Exponential, Jitter};
 use crate::commands::CommandKind;
 use crate::crd::LastCommand;
 use std::collections::HashMap;
@@ -51,6 +52,14 @@ pub struct SyncTracker {
     /// id syncs once; also recorded in `status.pendingSync`.
     pub command_id: Option<String>,
 }
+/// Retry spacing of the control plane (syncs, reconcile errors): 1 s
+/// doubling, at most 5 min, no jitter.
+pub(crate) const RETRY: Exponential = Exponential {
+    initial: Duration::from_secs(1),
+    max: Duration::from_secs(300),
+    jitter: Jitter::None,
+};
+
 /// Most sync attempts for one request before giving up (a spec change or
 /// toggling `syncRequested` starts a new request).
 pub const MAX_SYNC_ATTEMPTS: u32 = 5;
@@ -78,8 +87,7 @@ impl SyncTracker {
 
     /// Backoff after `attempts` failures: 2 s, 4 s, 8 s, … capped at 5 min.
     pub fn backoff(attempts: u32) -> Duration {
-        let secs = 2u64.saturating_pow(attempts.min(20)).min(300);
-        Duration::from_secs(secs)
+        RETRY.step(attempts)
     }
 }
 

@@ -5,8 +5,8 @@
 //! deletions (the client's session ends, its series go). Watch restarts
 //! (410 Gone) and API errors are retried by kube's watcher with backoff.
 
+use super::context::Ctx;
 use super::index::Indexed;
-use super::reconcile::Ctx;
 use crate::crd::{CryptoClient, CryptoClientSpec};
 use futures::{Stream, StreamExt};
 use kube::api::{Api, DynamicObject};
@@ -38,9 +38,7 @@ pub(crate) fn forget(ctx: &Ctx, namespace: &str, name: &str) {
         info!(client_id = %r.client_id, %namespace, %name, "resource deleted; ending its client's session");
         ctx.handle
             .kick(&r.client_id, "CryptoClient resource deleted");
-        ctx.handle
-            .metrics()
-            .forget_client(namespace, name, &r.client_id);
+        ctx.handle.forget_client(namespace, name, &r.client_id);
     }
     ctx.runtimes
         .remove(&(namespace.to_owned(), name.to_owned()));
@@ -57,7 +55,7 @@ fn index(ctx: &Ctx, obj: &CryptoClient) {
             info!(old_client_id = %old, client_id = %obj.client_id(), "spec.clientId changed; ending the old client's session");
             ctx.handle
                 .kick(&old, "CryptoClient now names another client id");
-            ctx.handle.metrics().forget_client(&ns, &name, &old);
+            ctx.handle.forget_client(&ns, &name, &old);
         }
         Indexed::Conflict(other) => warn!(
             client_id = %obj.client_id(),
@@ -128,7 +126,7 @@ fn typed(ctx: &Ctx, obj: &DynamicObject) -> Option<CryptoClient> {
         Err(e) => {
             let (ns, name) = key(obj);
             warn!(namespace = %ns, %name, error = %e, "malformed CryptoClient skipped");
-            ctx.handle.metrics().control.invalid_resource();
+            ctx.metrics.invalid_resource();
             None
         }
     }

@@ -1,9 +1,9 @@
 //! The HTTP port: `/metrics` (Prometheus text), `/healthz` (process alive)
 //! and `/readyz` (ready to take clients), always open. The server merges
-//! the admin API (`crate::api`, under `/api/v1`, bearer-token protected)
-//! into this router.
+//! the admin API (under `/api/v1`, bearer-token protected) into this
+//! router.
 
-use crate::metrics::Metrics;
+use crate::metrics::Registry;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -12,62 +12,48 @@ use axum::routing::get;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Whether the process should receive traffic: gRPC serving and, in
-/// cluster mode, the controller's caches synced and the lease held.
+/// A component's say in readiness: why the process should not take
+/// traffic now, or `None` (the controller's leadership and cache sync).
+pub type ReadinessGate = Arc<dyn Fn() -> Option<&'static str> + Send + Sync>;
+
+/// Whether the process should receive traffic: gRPC serving, and every
+/// gate (in cluster mode, the controller's) open.
 pub struct Readiness {
     grpc_serving: AtomicBool,
-    synced: AtomicBool,
-    leader: AtomicBool,
-}
-
-impl Default for Readiness {
-    fn default() -> Self {
-        Self {
-            grpc_serving: AtomicBool::new(false),
-            synced: AtomicBool::new(true),
-            leader: AtomicBool::new(true),
-        }
-    }
+    gates: Vec<ReadinessGate>,
 }
 
 impl Readiness {
+    /// Not serving yet; ready once gRPC serves and every gate is open.
+    pub fn new(gates: Vec<ReadinessGate>) -> Self {
+        Self {
+            grpc_serving: AtomicBool::new(false),
+            gates,
+        }
+    }
+
     /// Marks the gRPC server as serving (or not).
     pub fn set_grpc_serving(&self, serving: bool) {
         self.grpc_serving.store(serving, Ordering::SeqCst);
     }
 
-    /// Marks the controller's caches as synced (or not).
-    pub fn set_synced(&self, synced: bool) {
-        self.synced.store(synced, Ordering::SeqCst);
-    }
-
-    /// Marks this replica as the leader (or not).
-    pub fn set_leader(&self, leader: bool) {
-        self.leader.store(leader, Ordering::SeqCst);
-    }
-
     /// Why the process is not ready, or `None` when it is.
     pub fn not_ready(&self) -> Option<&'static str> {
         if !self.grpc_serving.load(Ordering::SeqCst) {
-            Some("gRPC server not serving")
-        } else if !self.leader.load(Ordering::SeqCst) {
-            Some("not the leader")
-        } else if !self.synced.load(Ordering::SeqCst) {
-            Some("controller caches not synced")
-        } else {
-            None
+            return Some("gRPC server not serving");
         }
+        self.gates.iter().find_map(|g| g())
     }
 }
 
 #[derive(Clone)]
 struct AppState {
-    metrics: Arc<Metrics>,
+    metrics: Registry,
     ready: Arc<Readiness>,
 }
 
 /// The router of the HTTP port.
-pub fn router(metrics: Arc<Metrics>, ready: Arc<Readiness>) -> Router {
+pub fn router(metrics: Registry, ready: Arc<Readiness>) -> Router {
     Router::new()
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(healthz))

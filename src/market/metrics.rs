@@ -1,9 +1,10 @@
 //! The market's metrics, registered in the process registry
-//! ([`crate::metrics::Metrics::registry`]). Label handles are resolved once
+//! ([`crate::metrics::Registry`]). Label handles are resolved once
 //! here, so the ingest path and the subscriber streams only add atomically.
 
 use super::validate::Invalid;
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use crate::metrics::Registry;
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
 
 /// Every market metric.
 pub(crate) struct MarketMetrics {
@@ -20,31 +21,18 @@ pub(crate) struct MarketMetrics {
     pub(crate) sent: IntCounter,
 }
 
-fn add<T: prometheus::core::Collector + Clone + 'static>(
-    r: &Registry,
-    m: T,
-) -> prometheus::Result<T> {
-    r.register(Box::new(m.clone()))?;
-    Ok(m)
-}
-
 impl MarketMetrics {
     /// Registers the market metrics in `r`.
     pub(crate) fn new(r: &Registry) -> prometheus::Result<Self> {
-        let invalid = add(
-            r,
-            IntCounterVec::new(
-                Opts::new(
-                    "crypto_price_updates_invalid_total",
-                    "Price updates dropped by the market, by reason.",
-                ),
-                &["reason"],
-            )?,
-        )?;
+        let invalid = r.register(IntCounterVec::new(
+            Opts::new(
+                "crypto_price_updates_invalid_total",
+                "Price updates dropped by the market, by reason.",
+            ),
+            &["reason"],
+        )?)?;
         Ok(Self {
-            updates: add(
-                r,
-                IntCounter::new(
+            updates: r.register(IntCounter::new(
                     "crypto_price_updates_total",
                     "Valid price updates received from price feeds.",
                 )?,
@@ -53,23 +41,17 @@ impl MarketMetrics {
                 .iter()
                 .map(|i| invalid.with_label_values(&[i.label()]))
                 .collect(),
-            subscribers: add(
-                r,
-                IntGauge::new(
+            subscribers: r.register(IntGauge::new(
                     "crypto_price_subscribers",
                     "Open StreamPrices subscriptions.",
                 )?,
             )?,
-            conflated: add(
-                r,
-                IntCounter::new(
+            conflated: r.register(IntCounter::new(
                     "crypto_price_updates_conflated_total",
                     "Price updates skipped for subscribers that read slower than prices change, summed over subscribers.",
                 )?,
             )?,
-            sent: add(
-                r,
-                IntCounter::new(
+            sent: r.register(IntCounter::new(
                     "crypto_price_ticks_sent_total",
                     "Price ticks handed to StreamPrices streams (snapshots included).",
                 )?,

@@ -74,12 +74,11 @@ pub struct Market {
 }
 
 impl Market {
-    /// A market over `catalog`, with its metrics registered in `registry`
-    /// (the process registry, [`crate::metrics::Metrics::registry`]).
+    /// A market over `catalog`, with its metrics registered in `registry`.
     pub fn new(
         catalog: Catalog,
         limits: MarketLimits,
-        registry: &prometheus::Registry,
+        registry: &crate::metrics::Registry,
     ) -> prometheus::Result<Self> {
         let book = Book::new(catalog.len(), limits.max_quotes_per_coin);
         Ok(Self {

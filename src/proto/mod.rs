@@ -1,9 +1,19 @@
-//! Generated protobuf and gRPC code for `crypto.v1` (see `proto/`), plus the
-//! encoded file descriptor set that server reflection serves.
+//! Generated protobuf and gRPC code for `crypto.v1` (see `proto/`), the
+//! encoded file descriptor set that server reflection serves, the
+//! well-known client types and (with `server`) the JSON form of the
+//! messages that leave the process as JSON (`json`).
 
-#![allow(missing_docs, clippy::all, clippy::pedantic)]
+/// The code generated from `proto/crypto/v1/` (documented in the proto
+/// files; re-exported here).
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+mod generated {
+    tonic::include_proto!("crypto.v1");
+}
 
-tonic::include_proto!("crypto.v1");
+pub use generated::*;
+
+#[cfg(feature = "server")]
+pub mod json;
 
 /// Encoded `FileDescriptorSet` of every `crypto.v1` file, for reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("crypto_descriptor");

@@ -211,9 +211,3 @@ impl EventSubscriber {
         }
     }
 }
-
-/// A bus for unit tests outside this module.
-#[cfg(test)]
-pub(crate) fn for_tests(metrics: &crate::metrics::Metrics) -> EventBus {
-    EventBus::new(16, metrics.events_lost.clone())
-}

@@ -4,12 +4,13 @@
 //! (`crypto_runtime_tasks_alive`). Leaks show up in both; the soak
 //! benchmark watches them.
 
-use super::handle::Core;
+use super::core::Core;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{IntGauge, Opts};
 use std::sync::Weak;
 
+#[derive(Clone)]
 pub(crate) struct CoreGauges {
     core: Weak<Core>,
     runtime: Option<tokio::runtime::Handle>,

@@ -2,49 +2,23 @@
 //! connected clients: send a command, await its ack, read snapshots,
 //! subscribe to events, end sessions.
 
+use super::core::Core;
 use super::events::{EventBus, EventSubscriber};
+use super::metrics::CoreMetrics;
 use super::pending::AckOutcome;
 use super::registry::Registry;
-use super::shared::EnqueueError;
-use super::{ClientAuthenticator, EndReason, NoAuth, Session, StreamingConfig};
+use super::series::ClientLabels;
+use super::session::EnqueueError;
+use super::{ClientAuthenticator, ClientPolicy, EndReason, Session, StreamingConfig};
 use crate::commands::{self, CommandKind, InvalidCommand};
-use crate::metrics::{ClientIdentity, Metrics};
-use crate::proto::{ClientRegistration, CommandAck, ServerCommand, server_command::Command};
+use crate::metrics::Registry as MetricsRegistry;
+use crate::proto::{ClientInfo, CommandAck, ServerCommand, server_command::Command};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 use tonic::Status;
-
-/// Who may connect and what operators may send them. Standalone mode
-/// allows everything; cluster mode admits only clients with a resource and
-/// keeps pause, resume and config for the resource to decide.
-pub trait ClientPolicy: Send + Sync + 'static {
-    /// The registering client's identity, or the status to refuse it with.
-    fn admit(
-        &self,
-        client_id: &str,
-        registration: &ClientRegistration,
-    ) -> Result<ClientIdentity, Status>;
-
-    /// Whether an operator call (gRPC or admin API) may send a command of
-    /// `kind` to `client_id`; the controller's own commands skip this.
-    fn allow_command(&self, client_id: &str, kind: CommandKind) -> Result<(), Status>;
-}
-
-/// Allows everything (standalone mode).
-pub struct AllowAll;
-
-impl ClientPolicy for AllowAll {
-    fn admit(&self, _: &str, _: &ClientRegistration) -> Result<ClientIdentity, Status> {
-        Ok(ClientIdentity::default())
-    }
-
-    fn allow_command(&self, _: &str, _: CommandKind) -> Result<(), Status> {
-        Ok(())
-    }
-}
 
 /// Why a command was not delivered or not acked.
 #[derive(Debug, thiserror::Error)]
@@ -81,17 +55,6 @@ impl From<CommandError> for Status {
             CommandError::SessionEnded(_) => Status::unavailable(msg),
         }
     }
-}
-
-/// State shared by the service, the session tasks and every handle.
-pub(crate) struct Core {
-    pub(crate) config: StreamingConfig,
-    pub(crate) registry: Registry,
-    pub(crate) bus: EventBus,
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) policy: Arc<dyn ClientPolicy>,
-    pub(crate) auth: Arc<dyn ClientAuthenticator>,
-    pub(crate) tasks: TaskTracker,
 }
 
 /// The streaming core's handle. Cheap to clone.
@@ -133,43 +96,30 @@ impl PendingCommand {
 }
 
 impl StreamingHandle {
-    /// A new streaming core without client authentication.
+    /// A new streaming core whose metrics go into `metrics` (per-client
+    /// series labelled per `labels`), whose admissions `policy` decides and
+    /// whose registrations `auth` verifies. Fails only when its metrics
+    /// are registered twice (a programming error).
     pub fn new(
         config: StreamingConfig,
-        metrics: Arc<Metrics>,
-        policy: Arc<dyn ClientPolicy>,
-    ) -> Self {
-        Self::with_auth(config, metrics, policy, Arc::new(NoAuth))
-    }
-
-    /// A new streaming core whose registrations `auth` verifies.
-    pub fn with_auth(
-        config: StreamingConfig,
-        metrics: Arc<Metrics>,
+        metrics: &MetricsRegistry,
+        labels: ClientLabels,
         policy: Arc<dyn ClientPolicy>,
         auth: Arc<dyn ClientAuthenticator>,
-    ) -> Self {
-        let bus = EventBus::new(config.event_buffer, metrics.events_lost.clone());
+    ) -> prometheus::Result<Self> {
+        let core_metrics = Arc::new(CoreMetrics::new(metrics, labels)?);
+        let bus = EventBus::new(config.event_buffer, core_metrics.events_lost.clone());
         let core = Arc::new(Core {
             config,
             registry: Registry::new(),
             bus,
-            metrics,
+            metrics: core_metrics,
             policy,
             auth,
             tasks: TaskTracker::new(),
         });
-        // One core per metrics registry; a second core on the same
-        // registry (tests) keeps the first one's gauges.
-        match super::gauges::CoreGauges::new(Arc::downgrade(&core)) {
-            Ok(g) => {
-                if let Err(e) = core.metrics.registry().register(Box::new(g)) {
-                    tracing::debug!(error = %e, "core gauges not registered");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "core gauges not created"),
-        }
-        Self { core }
+        metrics.register(super::gauges::CoreGauges::new(Arc::downgrade(&core))?)?;
+        Ok(Self { core })
     }
 
     /// The core's configuration.
@@ -192,7 +142,10 @@ impl StreamingHandle {
             .then(|| sessions.last().map(|s| query.next_token(&s.client_id)))
             .flatten();
         super::ClientPage {
-            sessions,
+            clients: sessions
+                .iter()
+                .map(|s| super::handlers::summary(s))
+                .collect(),
             next_token,
         }
     }
@@ -319,8 +272,21 @@ impl StreamingHandle {
         }
     }
 
-    /// Metrics shared with the core.
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.core.metrics
+    /// Cluster mode: marks a resource's client as not connected (its
+    /// `crypto_client_up` series at 0, created if needed).
+    pub fn client_down(&self, namespace: &str, name: &str, client_id: &str) {
+        self.core.metrics.client_down(namespace, name, client_id);
+    }
+
+    /// Cluster mode: removes every per-client series of a resource that
+    /// is gone.
+    pub fn forget_client(&self, namespace: &str, name: &str, client_id: &str) {
+        self.core.metrics.forget_client(namespace, name, client_id);
+    }
+
+    /// The full snapshot of `client_id`'s session (`GetClient`).
+    pub fn snapshot(&self, client_id: &str) -> Option<ClientInfo> {
+        self.session(client_id)
+            .map(|s| super::handlers::snapshot(&s))
     }
 }

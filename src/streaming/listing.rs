@@ -4,8 +4,7 @@
 
 use super::Session;
 use crate::paging;
-use crate::proto::SessionState;
-use std::sync::Arc;
+use crate::proto::{ClientSummary, SessionState};
 use tonic::Status;
 
 /// Clients per page when the request says 0.
@@ -84,10 +83,10 @@ impl ClientQuery {
     }
 }
 
-/// One page of sessions, sorted by client id.
+/// One page of client summaries, sorted by client id.
 pub struct ClientPage {
-    /// The sessions.
-    pub sessions: Vec<Arc<Session>>,
+    /// The summaries.
+    pub clients: Vec<ClientSummary>,
     /// The token of the next page; `None` on the last page.
     pub next_token: Option<String>,
 }

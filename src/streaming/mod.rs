@@ -10,18 +10,23 @@
 
 mod auth;
 mod config;
+mod core;
 mod end;
 mod events;
 mod gauges;
-pub(crate) mod handle;
+mod handle;
+mod handlers;
 mod limits;
 mod listing;
+mod metrics;
 mod outbound;
 mod pending;
+mod policy;
 mod registry;
+mod series;
 mod service;
 mod session;
-mod shared;
+mod session_task;
 
 pub use auth::{
     BoxFuture, CertificateOnly, ClientAuthenticator, Credentials, NoAuth, constant_time_eq,
@@ -29,13 +34,14 @@ pub use auth::{
 };
 pub use config::StreamingConfig;
 pub use end::EndReason;
-#[cfg(test)]
-pub(crate) use events::for_tests as events_for_tests;
 pub use events::{Event, EventKind, EventSubscriber, Interest, Received};
-pub use handle::{AllowAll, ClientPolicy, PendingCommand};
-pub use handle::{CommandError, StreamingHandle};
+pub use handle::{CommandError, PendingCommand, StreamingHandle};
+pub use handlers::{ClientState, PAYLOAD_NAMES, Reject};
 pub use listing::{ClientPage, ClientQuery, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+pub use metrics::CoreMetrics;
 pub use outbound::OutboundStream;
 pub use pending::AckOutcome;
+pub use policy::{AllowAll, ClientPolicy};
+pub use series::{ClientIdentity, ClientLabels};
 pub use service::StreamingService;
-pub use shared::Session;
+pub use session::Session;

@@ -4,9 +4,8 @@
 use super::ClientQuery;
 use super::handle::StreamingHandle;
 use super::outbound::OutboundStream;
-use super::session;
+use super::session_task;
 use super::{Credentials, tokens_match};
-use crate::handlers::{snapshot, summary};
 use crate::proto::crypto_streaming_service_server::CryptoStreamingService;
 use crate::proto::{
     ClientInfo, ClientMessage, CommandAck, ExecuteCommandRequest, GetClientRequest,
@@ -96,7 +95,7 @@ impl CryptoStreamingService for StreamingService {
         let inbound = request.into_inner();
         core.tasks
             .clone()
-            .spawn(session::run(core, inbound, tx, term, peer, creds));
+            .spawn(session_task::run(core, inbound, tx, term, peer, creds));
         Ok(Response::new(stream))
     }
 
@@ -179,7 +178,7 @@ impl CryptoStreamingService for StreamingService {
             ClientQuery::parse(req.page_size, &req.page_token, req.state, &req.client_type)?;
         let page = self.handle.list(&query);
         Ok(Response::new(ListClientsResponse {
-            clients: page.sessions.iter().map(|s| summary(s)).collect(),
+            clients: page.clients,
             next_page_token: page.next_token.unwrap_or_default(),
         }))
     }
@@ -190,10 +189,10 @@ impl CryptoStreamingService for StreamingService {
     ) -> Result<Response<ClientInfo>, Status> {
         self.authorize(&request)?;
         let id = request.into_inner().client_id;
-        let session = self
+        let info = self
             .handle
-            .session(&id)
+            .snapshot(&id)
             .ok_or_else(|| Status::not_found(format!("client {id} is not connected")))?;
-        Ok(Response::new(snapshot(&session)))
+        Ok(Response::new(info))
     }
 }

@@ -1,349 +1,272 @@
-//! The task that drives one `ConnectClient` stream: waits for `register`,
-//! makes the session current (superseding an older one), then handles
-//! client messages, heartbeat staleness, server pings and ack deadlines
-//! until the session ends, and finally fails whatever is still pending.
+//! One live session as the rest of the process sees it: identity, the
+//! command queue's sending side, the pending-ack table, liveness, and the
+//! handlers' per-client state. The session's own task drives it
+//! (`session.rs`); callers reach it through the registry.
 
-use super::handle::Core;
-use super::limits::TokenBucket;
-use super::outbound::Termination;
-use super::pending::AckOutcome;
-use super::{Credentials, EndReason, Session, events::EventKind};
-use crate::commands::{self, CommandKind};
-use crate::handlers::{self, ClientState};
-use crate::proto::{
-    self, ClientMessage, ServerCommand, client_message::Payload, server_command::Command,
-};
-use std::sync::Arc;
-use std::time::SystemTime;
-use tokio::sync::{mpsc, oneshot};
-use tokio::time::{Instant, sleep_until, timeout};
-use tonic::{Code, Status, Streaming};
-use tracing::{Instrument, debug, info, info_span, warn};
+use super::handlers::ClientState;
+use super::metrics::CoreMetrics;
+use super::pending::{AckOutcome, PendingAcks};
+use super::series::{ClientIdentity, SessionSeries};
+use super::{EndReason, events::EventBus, events::EventKind};
+use crate::commands::CommandKind;
+use crate::proto::{ClientRegistration, ServerCommand};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
-/// Longest a credential check may take.
-const AUTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Why a command could not be queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EnqueueError {
+    /// The client's command queue or pending-ack table is full.
+    Full,
+    /// The session has ended.
+    Closed,
+    /// A command with this id is already pending.
+    DuplicateId,
+}
 
-/// Runs one stream from its first message to its end.
-pub(crate) async fn run(
-    core: Arc<Core>,
-    mut inbound: Streaming<ClientMessage>,
+/// One live session.
+pub struct Session {
+    /// The registered client id.
+    pub client_id: Arc<str>,
+    /// This session's id.
+    pub session_id: Arc<str>,
+    /// When it registered.
+    pub connected_at: SystemTime,
+    /// What the client sent in `register`.
+    pub registration: Arc<ClientRegistration>,
     outbound: mpsc::Sender<ServerCommand>,
-    term: oneshot::Sender<Termination>,
-    peer: String,
-    creds: Credentials,
-) {
-    let first = timeout(core.config.register_timeout, inbound.message()).await;
-    // `outbound` outlives a refusal until its status is signalled.
-    let session = match accept(&core, first, &outbound, &creds).await {
-        Ok(s) => {
-            drop(outbound);
-            s
-        }
-        Err(Some(status)) => {
-            core.metrics.rejected(status.code());
-            warn!(%peer, code = ?status.code(), message = status.message(), "stream refused");
-            let _ = term.send(Termination::Abort(status));
-            return;
-        }
-        Err(None) => return,
-    };
-    let span =
-        info_span!("session", client_id = %session.client_id, session_id = %session.session_id);
-    async move {
-        info!(
-            %peer,
-            client_name = %session.registration.client_name,
-            client_type = %session.registration.client_type,
-            "session registered"
-        );
-        let reason = drive(&core, &session, &mut inbound).await;
-        finish(&core, &session, reason, term);
-    }
-    .instrument(span)
-    .await;
+    pending: Mutex<PendingAcks>,
+    pub(crate) timer_wake: Notify,
+    end: CancellationToken,
+    end_reason: Mutex<Option<EndReason>>,
+    state: Mutex<ClientState>,
+    last_heartbeat_ms: AtomicU64,
+    ping_rtt_us: AtomicU64,
+    stale: AtomicBool,
+    pub(crate) series: SessionSeries,
+    pub(crate) metrics: Arc<CoreMetrics>,
+    pub(crate) bus: EventBus,
+    max_pending: usize,
 }
 
-/// Checks the first message and registers the session. `Err(None)`: the
-/// client went away without a word.
-async fn accept(
-    core: &Arc<Core>,
-    first: Result<Result<Option<ClientMessage>, Status>, tokio::time::error::Elapsed>,
-    outbound: &mpsc::Sender<ServerCommand>,
-    creds: &Credentials,
-) -> Result<Arc<Session>, Option<Status>> {
-    let msg = match first {
-        Err(_) => {
-            return Err(Some(Status::deadline_exceeded(format!(
-                "no register message within {:?}",
-                core.config.register_timeout
-            ))));
-        }
-        Ok(Err(status)) => return Err(Some(inbound_error(status))),
-        Ok(Ok(None)) => return Err(None),
-        Ok(Ok(Some(m))) => m,
-    };
-    let mut reg = match msg.payload {
-        Some(Payload::Register(reg)) => reg,
-        other => {
-            return Err(Some(Status::failed_precondition(format!(
-                "the first message must be register, got {}",
-                handlers::payload_name(other.as_ref())
-            ))));
-        }
-    };
-    if !commands::valid_id(&msg.client_id, 253) {
-        return Err(Some(Status::invalid_argument(
-            "client_id must be 1 to 253 characters of [A-Za-z0-9._:-]",
-        )));
-    }
-    handlers::register::check(&mut reg).map_err(Some)?;
-    if core.tasks.is_closed() {
-        return Err(Some(Status::unavailable("server shutting down")));
-    }
-    let identity = core.policy.admit(&msg.client_id, &reg).map_err(Some)?;
-    // A client certificate that names this client id (DNS SAN) is proof
-    // enough; otherwise the authenticator decides.
-    let cert_binds = creds
-        .peer_cert
-        .as_deref()
-        .is_some_and(|der| crate::tls::cert_names(der, &msg.client_id));
-    if !cert_binds {
-        match timeout(AUTH_TIMEOUT, core.auth.verify(&msg.client_id, creds)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(status)) => return Err(Some(status)),
-            Err(_) => {
-                return Err(Some(Status::unavailable(
-                    "credential check timed out; retry",
-                )));
-            }
+impl Session {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        client_id: Arc<str>,
+        session_id: Arc<str>,
+        registration: Arc<ClientRegistration>,
+        outbound: mpsc::Sender<ServerCommand>,
+        state: ClientState,
+        identity: &ClientIdentity,
+        metrics: Arc<CoreMetrics>,
+        bus: EventBus,
+        max_pending: usize,
+    ) -> Self {
+        let series = metrics.session_series(&client_id, identity);
+        Self {
+            client_id,
+            session_id,
+            connected_at: SystemTime::now(),
+            registration,
+            outbound,
+            pending: Mutex::new(PendingAcks::default()),
+            timer_wake: Notify::new(),
+            end: CancellationToken::new(),
+            end_reason: Mutex::new(None),
+            state: Mutex::new(state),
+            last_heartbeat_ms: AtomicU64::new(0),
+            ping_rtt_us: AtomicU64::new(0),
+            stale: AtomicBool::new(false),
+            series,
+            metrics,
+            bus,
+            max_pending,
         }
     }
-    if core.config.max_sessions > 0
-        && core.registry.len() >= core.config.max_sessions
-        && core.registry.get(&msg.client_id).is_none()
-    {
-        return Err(Some(Status::resource_exhausted(format!(
-            "session limit of {} reached",
-            core.config.max_sessions
-        ))));
-    }
-    let session = Arc::new(Session::new(
-        Arc::from(msg.client_id.as_str()),
-        Arc::from(uuid::Uuid::new_v4().to_string().as_str()),
-        Arc::new(reg),
-        outbound.clone(),
-        ClientState::new(core.config.max_wallets, core.config.max_text_bytes),
-        &identity,
-        core.metrics.clone(),
-        core.bus.clone(),
-        core.config.max_pending_acks,
-    ));
-    let mut registered = commands::new(Command::Registered(proto::RegistrationAccepted {
-        session_id: session.session_id.to_string(),
-        heartbeat_interval: Some(crate::time::duration(core.config.heartbeat_interval)),
-        server_time: Some(crate::time::timestamp(SystemTime::now())),
-    }));
-    commands::stamp(&mut registered, SystemTime::now(), core.config.ack_timeout);
-    // The queue is new and empty, so this cannot fail for lack of room.
-    if session
-        .enqueue(registered, CommandKind::Registered, Instant::now(), None)
-        .is_err()
-    {
-        return Err(None);
-    }
-    if let Some(old) = core.registry.insert(session.clone()) {
-        info!(client_id = %old.client_id, old_session = %old.session_id, new_session = %session.session_id, "session superseded");
-        old.end(EndReason::Superseded);
-    }
-    session.record_heartbeat(SystemTime::now());
-    core.metrics.session_started();
-    core.bus.publish(
-        &session.client_id,
-        &session.session_id,
-        EventKind::Connected(session.registration.clone()),
-    );
-    Ok(session)
-}
 
-/// The session loop; returns why it ended.
-async fn drive(
-    core: &Arc<Core>,
-    session: &Arc<Session>,
-    inbound: &mut Streaming<ClientMessage>,
-) -> EndReason {
-    let cfg = &core.config;
-    let mut last_heartbeat = Instant::now();
-    let ping_every = (!cfg.ping_interval.is_zero()).then_some(cfg.ping_interval);
-    let mut next_ping = ping_every.map(|p| Instant::now() + p);
-    let mut bucket = TokenBucket::new(
-        cfg.max_messages_per_second,
-        cfg.message_burst,
-        Instant::now(),
-    );
-    let mut age_deadline = (!cfg.max_session_age.is_zero()).then(|| {
-        let jitter = cfg.max_session_age.mul_f64(fastrand::f64() * 0.1);
-        Instant::now() + cfg.max_session_age + jitter
-    });
-    let mut draining_until: Option<Instant> = None;
-    loop {
-        if let Some(until) = draining_until
-            && (session.pending_count() == 0 || Instant::now() >= until)
-        {
-            return EndReason::MaxAge;
-        }
-        let hb_deadline = if session.is_stale() {
-            last_heartbeat + cfg.dead_after
-        } else {
-            last_heartbeat + cfg.stale_after.min(cfg.dead_after)
-        };
-        let ack_deadline = session.pending().next_deadline();
-        let wake = [
-            Some(hb_deadline),
-            ack_deadline,
-            next_ping,
-            age_deadline,
-            draining_until,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .unwrap_or(hb_deadline);
-        tokio::select! {
-            biased;
-            _ = session.ended() => {
-                return session.end_reason().unwrap_or(EndReason::Shutdown);
+    /// The handlers' per-client state.
+    pub(crate) fn state(&self) -> MutexGuard<'_, ClientState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn pending(&self) -> MutexGuard<'_, PendingAcks> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many wallet balances the session keeps.
+    pub fn snapshot_wallet_count(&self) -> usize {
+        self.state().wallets.len()
+    }
+
+    /// A copy of the session's counters.
+    pub fn state_counters(&self) -> crate::proto::ClientCounters {
+        self.state().counters
+    }
+
+    /// Commands sent and not yet acked.
+    pub fn pending_count(&self) -> usize {
+        self.pending().len()
+    }
+
+    /// Queues `cmd` (already stamped) and, when it expects an ack, registers
+    /// it as pending with `deadline`. Never waits.
+    pub(crate) fn enqueue(
+        &self,
+        cmd: ServerCommand,
+        kind: CommandKind,
+        deadline: Instant,
+        waiter: Option<oneshot::Sender<AckOutcome>>,
+    ) -> Result<Arc<str>, EnqueueError> {
+        let id: Arc<str> = Arc::from(cmd.command_id.as_str());
+        if kind.expects_ack() {
+            let mut pending = self.pending();
+            if pending.contains(&id) {
+                return Err(EnqueueError::DuplicateId);
             }
-            msg = inbound.message() => match msg {
-                Ok(Some(m)) => {
-                    if !bucket.take(Instant::now()) {
-                        session.metrics.rate_limited();
-                        return EndReason::ProtocolViolation(
-                            Code::ResourceExhausted,
-                            format!(
-                                "message rate above {}/s (burst {}); session ended",
-                                cfg.max_messages_per_second, cfg.message_burst
-                            ),
-                        );
-                    }
-                    let is_heartbeat = matches!(m.payload, Some(Payload::Heartbeat(_)));
-                    if let Err(reason) = handlers::dispatch(session, m).map(drop) {
-                        return reason;
-                    }
-                    if is_heartbeat {
-                        last_heartbeat = Instant::now();
-                    }
-                }
-                Ok(None) => return EndReason::ClientClosed,
-                Err(status) => {
-                    let status = inbound_error(status);
-                    return match status.code() {
-                        Code::ResourceExhausted | Code::Internal | Code::InvalidArgument => {
-                            EndReason::ProtocolViolation(status.code(), status.message().to_owned())
-                        }
-                        _ => {
-                            debug!(code = ?status.code(), message = status.message(), "stream error");
-                            EndReason::Transport
-                        }
-                    };
-                }
+            if pending.len() >= self.max_pending {
+                return Err(EnqueueError::Full);
+            }
+            if pending.insert(id.clone(), kind, deadline, waiter) {
+                self.timer_wake.notify_one();
+            }
+        }
+        if let Err(e) = self.outbound.try_send(cmd) {
+            if kind.expects_ack() {
+                self.pending().take(&id);
+            }
+            return Err(match e {
+                mpsc::error::TrySendError::Full(_) => EnqueueError::Full,
+                mpsc::error::TrySendError::Closed(_) => EnqueueError::Closed,
+            });
+        }
+        self.metrics.command_sent(kind);
+        self.state().counters.commands_sent += 1;
+        self.bus.publish(
+            &self.client_id,
+            &self.session_id,
+            EventKind::CommandSent {
+                command_id: id.clone(),
+                kind,
             },
-            _ = session.timer_wake.notified() => {}
-            _ = sleep_until(wake) => {
-                let now = Instant::now();
-                for (id, p) in session.pending().expire(now) {
-                    warn!(command_id = %id, kind = %p.kind, "command ack timed out");
-                    session.finish(id, p.kind, p.sent, p.waiter, AckOutcome::TimedOut);
+        );
+        Ok(id)
+    }
+
+    /// Finishes a pending command: metrics, waiter, event.
+    pub(crate) fn finish(
+        &self,
+        id: Arc<str>,
+        kind: CommandKind,
+        sent: Instant,
+        waiter: Option<oneshot::Sender<AckOutcome>>,
+        outcome: AckOutcome,
+    ) {
+        self.metrics
+            .command_finished(kind, &outcome, sent.elapsed());
+        {
+            let mut st = self.state();
+            match &outcome {
+                AckOutcome::Acked(a) if a.success => st.counters.commands_succeeded += 1,
+                AckOutcome::Acked(_) => st.counters.commands_failed += 1,
+                AckOutcome::TimedOut => {
+                    st.counters.commands_timed_out += 1;
+                    self.series.timed_out();
                 }
-                let silent = now.saturating_duration_since(last_heartbeat);
-                if silent >= cfg.dead_after {
-                    warn!(silent_ms = silent.as_millis() as u64, "no heartbeat; ending session");
-                    return EndReason::HeartbeatTimeout;
-                }
-                if silent >= cfg.stale_after && session.set_stale(true) {
-                    warn!(silent_ms = silent.as_millis() as u64, "session stale");
-                    session.metrics.stale_changed(true);
-                    core.bus.publish(&session.client_id, &session.session_id, EventKind::Stale);
-                }
-                if age_deadline.is_some_and(|t| now >= t) {
-                    age_deadline = None;
-                    draining_until = Some(now + cfg.session_age_grace);
-                    info!("session reached its maximum age; asking the client to reconnect");
-                    let mut cmd = commands::new(commands::disconnect("maximum session age reached; reconnect"));
-                    commands::stamp(&mut cmd, SystemTime::now(), cfg.session_age_grace);
-                    let _ = session.enqueue(cmd, CommandKind::Disconnect, now, None);
-                }
-                if let (Some(at), Some(every)) = (next_ping, ping_every)
-                    && now >= at
-                {
-                    next_ping = Some(now + every);
-                    send_ping(core, session);
-                }
+                AckOutcome::SessionEnded(_) => {}
             }
         }
-    }
-}
-
-fn send_ping(core: &Core, session: &Session) {
-    let mut cmd = commands::new(commands::ping());
-    let now = SystemTime::now();
-    commands::stamp(&mut cmd, now, core.config.ack_timeout);
-    if let Err(e) = session.enqueue(
-        cmd,
-        CommandKind::Ping,
-        Instant::now() + core.config.ack_timeout,
-        None,
-    ) {
-        debug!(error = ?e, "server ping not sent");
-    }
-}
-
-/// Cleans up after the loop: deregisters, fails pending acks, ends the
-/// stream with the reason's status.
-fn finish(
-    core: &Core,
-    session: &Arc<Session>,
-    reason: EndReason,
-    term: oneshot::Sender<Termination>,
-) {
-    session.end(reason.clone());
-    let current = core.registry.remove(session);
-    let pending = session.pending().drain();
-    for (id, p) in pending {
-        session.finish(
-            id,
-            p.kind,
-            p.sent,
-            p.waiter,
-            AckOutcome::SessionEnded(reason.clone()),
+        if let Some(w) = waiter {
+            let _ = w.send(outcome.clone());
+        }
+        self.bus.publish(
+            &self.client_id,
+            &self.session_id,
+            EventKind::CommandCompleted {
+                command_id: id,
+                kind,
+                outcome,
+            },
         );
     }
-    if session.is_stale() {
-        session.metrics.stale_changed(false);
-    }
-    core.metrics.session_ended(&reason);
-    if current && core.registry.get(&session.client_id).is_none() {
-        session.series.ended();
-    }
-    let t = match reason.status() {
-        Some(status) => Termination::Abort(status),
-        None => Termination::Drain,
-    };
-    let _ = term.send(t);
-    info!(reason = %reason, "session ended");
-    core.bus.publish(
-        &session.client_id,
-        &session.session_id,
-        EventKind::Disconnected(reason),
-    );
-}
 
-/// Maps an error from the inbound stream to the status the client gets:
-/// tonic reports an oversized message as OUT_OF_RANGE; gRPC's convention is
-/// RESOURCE_EXHAUSTED.
-fn inbound_error(status: Status) -> Status {
-    if status.code() == Code::OutOfRange && status.message().contains("too large") {
-        Status::resource_exhausted(status.message().to_owned())
-    } else {
-        status
+    /// Forgets a pending command whose caller stopped waiting (its own
+    /// deadline passed first); counted as timed out.
+    pub(crate) fn abandon(&self, id: &str) {
+        let taken = self.pending().take(id);
+        if let Some((id, p)) = taken {
+            self.finish(id, p.kind, p.sent, None, AckOutcome::TimedOut);
+        }
+    }
+
+    /// Ends the session; the first reason given wins. Returns at once; the
+    /// session's task does the rest.
+    pub fn end(&self, reason: EndReason) {
+        {
+            let mut r = self.end_reason.lock().unwrap_or_else(|e| e.into_inner());
+            if r.is_none() {
+                *r = Some(reason);
+            }
+        }
+        self.end.cancel();
+    }
+
+    /// Whether the session has been told to end.
+    pub fn is_ending(&self) -> bool {
+        self.end.is_cancelled()
+    }
+
+    pub(crate) fn ended(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.end.cancelled()
+    }
+
+    pub(crate) fn end_reason(&self) -> Option<EndReason> {
+        self.end_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn record_heartbeat(&self, at: SystemTime) {
+        let ms = at
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        self.last_heartbeat_ms.store(ms, Ordering::Relaxed);
+        self.series.heartbeat(at);
+    }
+
+    /// When the last heartbeat arrived.
+    pub fn last_heartbeat(&self) -> Option<SystemTime> {
+        match self.last_heartbeat_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(UNIX_EPOCH + Duration::from_millis(ms)),
+        }
+    }
+
+    pub(crate) fn record_ping_rtt(&self, rtt: Duration) {
+        self.ping_rtt_us
+            .store(rtt.as_micros().max(1) as u64, Ordering::Relaxed);
+        self.metrics.ping_rtt(rtt);
+    }
+
+    /// Round-trip time of the latest acked ping.
+    pub fn ping_rtt(&self) -> Option<Duration> {
+        match self.ping_rtt_us.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(Duration::from_micros(us)),
+        }
+    }
+
+    pub(crate) fn set_stale(&self, stale: bool) -> bool {
+        self.stale.swap(stale, Ordering::Relaxed) != stale
+    }
+
+    /// Whether the session missed heartbeats for `stale_after`.
+    pub fn is_stale(&self) -> bool {
+        self.stale.load(Ordering::Relaxed)
     }
 }

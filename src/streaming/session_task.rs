@@ -1,0 +1,349 @@
+//! The task that drives one `ConnectClient` stream: waits for `register`,
+//! makes the session current (superseding an older one), then handles
+//! client messages, heartbeat staleness, server pings and ack deadlines
+//! until the session ends, and finally fails whatever is still pending.
+
+use super::core::Core;
+use super::handlers::{self, ClientState};
+use super::limits::TokenBucket;
+use super::outbound::Termination;
+use super::pending::AckOutcome;
+use super::{Credentials, EndReason, Session, events::EventKind};
+use crate::commands::{self, CommandKind};
+use crate::proto::{
+    self, ClientMessage, ServerCommand, client_message::Payload, server_command::Command,
+};
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, sleep_until, timeout};
+use tonic::{Code, Status, Streaming};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+/// Longest a credential check may take.
+const AUTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs one stream from its first message to its end.
+pub(crate) async fn run(
+    core: Arc<Core>,
+    mut inbound: Streaming<ClientMessage>,
+    outbound: mpsc::Sender<ServerCommand>,
+    term: oneshot::Sender<Termination>,
+    peer: String,
+    creds: Credentials,
+) {
+    let first = timeout(core.config.register_timeout, inbound.message()).await;
+    // `outbound` outlives a refusal until its status is signalled.
+    let session = match accept(&core, first, &outbound, &creds).await {
+        Ok(s) => {
+            drop(outbound);
+            s
+        }
+        Err(Some(status)) => {
+            core.metrics.rejected(status.code());
+            warn!(%peer, code = ?status.code(), message = status.message(), "stream refused");
+            let _ = term.send(Termination::Abort(status));
+            return;
+        }
+        Err(None) => return,
+    };
+    let span =
+        info_span!("session", client_id = %session.client_id, session_id = %session.session_id);
+    async move {
+        info!(
+            %peer,
+            client_name = %session.registration.client_name,
+            client_type = %session.registration.client_type,
+            "session registered"
+        );
+        let reason = drive(&core, &session, &mut inbound).await;
+        finish(&core, &session, reason, term);
+    }
+    .instrument(span)
+    .await;
+}
+
+/// Checks the first message and registers the session. `Err(None)`: the
+/// client went away without a word.
+async fn accept(
+    core: &Arc<Core>,
+    first: Result<Result<Option<ClientMessage>, Status>, tokio::time::error::Elapsed>,
+    outbound: &mpsc::Sender<ServerCommand>,
+    creds: &Credentials,
+) -> Result<Arc<Session>, Option<Status>> {
+    let msg = match first {
+        Err(_) => {
+            return Err(Some(Status::deadline_exceeded(format!(
+                "no register message within {:?}",
+                core.config.register_timeout
+            ))));
+        }
+        Ok(Err(status)) => return Err(Some(inbound_error(status))),
+        Ok(Ok(None)) => return Err(None),
+        Ok(Ok(Some(m))) => m,
+    };
+    let mut reg = match msg.payload {
+        Some(Payload::Register(reg)) => reg,
+        other => {
+            return Err(Some(Status::failed_precondition(format!(
+                "the first message must be register, got {}",
+                handlers::payload_name(other.as_ref())
+            ))));
+        }
+    };
+    if !commands::valid_id(&msg.client_id, 253) {
+        return Err(Some(Status::invalid_argument(
+            "client_id must be 1 to 253 characters of [A-Za-z0-9._:-]",
+        )));
+    }
+    handlers::register::check(&mut reg).map_err(Some)?;
+    if core.tasks.is_closed() {
+        return Err(Some(Status::unavailable("server shutting down")));
+    }
+    let identity = core.policy.admit(&msg.client_id, &reg).map_err(Some)?;
+    // A client certificate that names this client id (DNS SAN) is proof
+    // enough; otherwise the authenticator decides.
+    let cert_binds = creds
+        .peer_cert
+        .as_deref()
+        .is_some_and(|der| crate::tls::cert_names(der, &msg.client_id));
+    if !cert_binds {
+        match timeout(AUTH_TIMEOUT, core.auth.verify(&msg.client_id, creds)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(status)) => return Err(Some(status)),
+            Err(_) => {
+                return Err(Some(Status::unavailable(
+                    "credential check timed out; retry",
+                )));
+            }
+        }
+    }
+    if core.config.max_sessions > 0
+        && core.registry.len() >= core.config.max_sessions
+        && core.registry.get(&msg.client_id).is_none()
+    {
+        return Err(Some(Status::resource_exhausted(format!(
+            "session limit of {} reached",
+            core.config.max_sessions
+        ))));
+    }
+    let session = Arc::new(Session::new(
+        Arc::from(msg.client_id.as_str()),
+        Arc::from(uuid::Uuid::new_v4().to_string().as_str()),
+        Arc::new(reg),
+        outbound.clone(),
+        ClientState::new(core.config.max_wallets, core.config.max_text_bytes),
+        &identity,
+        core.metrics.clone(),
+        core.bus.clone(),
+        core.config.max_pending_acks,
+    ));
+    let mut registered = commands::new(Command::Registered(proto::RegistrationAccepted {
+        session_id: session.session_id.to_string(),
+        heartbeat_interval: Some(crate::time::duration(core.config.heartbeat_interval)),
+        server_time: Some(crate::time::timestamp(SystemTime::now())),
+    }));
+    commands::stamp(&mut registered, SystemTime::now(), core.config.ack_timeout);
+    // The queue is new and empty, so this cannot fail for lack of room.
+    if session
+        .enqueue(registered, CommandKind::Registered, Instant::now(), None)
+        .is_err()
+    {
+        return Err(None);
+    }
+    if let Some(old) = core.registry.insert(session.clone()) {
+        info!(client_id = %old.client_id, old_session = %old.session_id, new_session = %session.session_id, "session superseded");
+        old.end(EndReason::Superseded);
+    }
+    session.record_heartbeat(SystemTime::now());
+    core.metrics.session_started();
+    core.bus.publish(
+        &session.client_id,
+        &session.session_id,
+        EventKind::Connected(session.registration.clone()),
+    );
+    Ok(session)
+}
+
+/// The session loop; returns why it ended.
+async fn drive(
+    core: &Arc<Core>,
+    session: &Arc<Session>,
+    inbound: &mut Streaming<ClientMessage>,
+) -> EndReason {
+    let cfg = &core.config;
+    let mut last_heartbeat = Instant::now();
+    let ping_every = (!cfg.ping_interval.is_zero()).then_some(cfg.ping_interval);
+    let mut next_ping = ping_every.map(|p| Instant::now() + p);
+    let mut bucket = TokenBucket::new(
+        cfg.max_messages_per_second,
+        cfg.message_burst,
+        Instant::now(),
+    );
+    let mut age_deadline = (!cfg.max_session_age.is_zero()).then(|| {
+        let jitter = cfg.max_session_age.mul_f64(fastrand::f64() * 0.1);
+        Instant::now() + cfg.max_session_age + jitter
+    });
+    let mut draining_until: Option<Instant> = None;
+    loop {
+        if let Some(until) = draining_until
+            && (session.pending_count() == 0 || Instant::now() >= until)
+        {
+            return EndReason::MaxAge;
+        }
+        let hb_deadline = if session.is_stale() {
+            last_heartbeat + cfg.dead_after
+        } else {
+            last_heartbeat + cfg.stale_after.min(cfg.dead_after)
+        };
+        let ack_deadline = session.pending().next_deadline();
+        let wake = [
+            Some(hb_deadline),
+            ack_deadline,
+            next_ping,
+            age_deadline,
+            draining_until,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(hb_deadline);
+        tokio::select! {
+            biased;
+            _ = session.ended() => {
+                return session.end_reason().unwrap_or(EndReason::Shutdown);
+            }
+            msg = inbound.message() => match msg {
+                Ok(Some(m)) => {
+                    if !bucket.take(Instant::now()) {
+                        session.metrics.rate_limited();
+                        return EndReason::ProtocolViolation(
+                            Code::ResourceExhausted,
+                            format!(
+                                "message rate above {}/s (burst {}); session ended",
+                                cfg.max_messages_per_second, cfg.message_burst
+                            ),
+                        );
+                    }
+                    let is_heartbeat = matches!(m.payload, Some(Payload::Heartbeat(_)));
+                    if let Err(reason) = handlers::dispatch(session, m).map(drop) {
+                        return reason;
+                    }
+                    if is_heartbeat {
+                        last_heartbeat = Instant::now();
+                    }
+                }
+                Ok(None) => return EndReason::ClientClosed,
+                Err(status) => {
+                    let status = inbound_error(status);
+                    return match status.code() {
+                        Code::ResourceExhausted | Code::Internal | Code::InvalidArgument => {
+                            EndReason::ProtocolViolation(status.code(), status.message().to_owned())
+                        }
+                        _ => {
+                            debug!(code = ?status.code(), message = status.message(), "stream error");
+                            EndReason::Transport
+                        }
+                    };
+                }
+            },
+            _ = session.timer_wake.notified() => {}
+            _ = sleep_until(wake) => {
+                let now = Instant::now();
+                for (id, p) in session.pending().expire(now) {
+                    warn!(command_id = %id, kind = %p.kind, "command ack timed out");
+                    session.finish(id, p.kind, p.sent, p.waiter, AckOutcome::TimedOut);
+                }
+                let silent = now.saturating_duration_since(last_heartbeat);
+                if silent >= cfg.dead_after {
+                    warn!(silent_ms = silent.as_millis() as u64, "no heartbeat; ending session");
+                    return EndReason::HeartbeatTimeout;
+                }
+                if silent >= cfg.stale_after && session.set_stale(true) {
+                    warn!(silent_ms = silent.as_millis() as u64, "session stale");
+                    session.metrics.stale_changed(true);
+                    core.bus.publish(&session.client_id, &session.session_id, EventKind::Stale);
+                }
+                if age_deadline.is_some_and(|t| now >= t) {
+                    age_deadline = None;
+                    draining_until = Some(now + cfg.session_age_grace);
+                    info!("session reached its maximum age; asking the client to reconnect");
+                    let mut cmd = commands::new(commands::disconnect("maximum session age reached; reconnect"));
+                    commands::stamp(&mut cmd, SystemTime::now(), cfg.session_age_grace);
+                    let _ = session.enqueue(cmd, CommandKind::Disconnect, now, None);
+                }
+                if let (Some(at), Some(every)) = (next_ping, ping_every)
+                    && now >= at
+                {
+                    next_ping = Some(now + every);
+                    send_ping(core, session);
+                }
+            }
+        }
+    }
+}
+
+fn send_ping(core: &Core, session: &Session) {
+    let mut cmd = commands::new(commands::ping());
+    let now = SystemTime::now();
+    commands::stamp(&mut cmd, now, core.config.ack_timeout);
+    if let Err(e) = session.enqueue(
+        cmd,
+        CommandKind::Ping,
+        Instant::now() + core.config.ack_timeout,
+        None,
+    ) {
+        debug!(error = ?e, "server ping not sent");
+    }
+}
+
+/// Cleans up after the loop: deregisters, fails pending acks, ends the
+/// stream with the reason's status.
+fn finish(
+    core: &Core,
+    session: &Arc<Session>,
+    reason: EndReason,
+    term: oneshot::Sender<Termination>,
+) {
+    session.end(reason.clone());
+    let current = core.registry.remove(session);
+    let pending = session.pending().drain();
+    for (id, p) in pending {
+        session.finish(
+            id,
+            p.kind,
+            p.sent,
+            p.waiter,
+            AckOutcome::SessionEnded(reason.clone()),
+        );
+    }
+    if session.is_stale() {
+        session.metrics.stale_changed(false);
+    }
+    core.metrics.session_ended(&reason);
+    if current && core.registry.get(&session.client_id).is_none() {
+        session.series.ended();
+    }
+    let t = match reason.status() {
+        Some(status) => Termination::Abort(status),
+        None => Termination::Drain,
+    };
+    let _ = term.send(t);
+    info!(reason = %reason, "session ended");
+    core.bus.publish(
+        &session.client_id,
+        &session.session_id,
+        EventKind::Disconnected(reason),
+    );
+}
+
+/// Maps an error from the inbound stream to the status the client gets:
+/// tonic reports an oversized message as OUT_OF_RANGE; gRPC's convention is
+/// RESOURCE_EXHAUSTED.
+fn inbound_error(status: Status) -> Status {
+    if status.code() == Code::OutOfRange && status.message().contains("too large") {
+        Status::resource_exhausted(status.message().to_owned())
+    } else {
+        status
+    }
+}
