@@ -9,11 +9,11 @@
 //! checked by `tests/layers.py`, and docs/ARCHITECTURE.md explains it):
 //!
 //! ```text
-//! cli        -> server api controller crd auth streaming commands proto secret
+//! cli        -> server api centrifugo controller crd auth streaming commands proto secret
 //! server     -> api centrifugo controller http market auth tls streaming metrics proto
 //! api        -> streaming commands paging proto secret
-//! centrifugo -> streaming commands metrics proto time
-//! controller -> streaming crd commands metrics proto
+//! centrifugo -> streaming commands metrics backoff proto time
+//! controller -> streaming crd commands metrics backoff proto
 //! market     -> streaming metrics paging proto
 //! http       -> metrics
 //! auth       -> streaming

@@ -25,6 +25,9 @@ command -v cargo >/dev/null 2>&1 || { echo "error: cargo not found; install the 
 # Many loopback connections in the fleet tests.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
+# The modules follow the direction of use src/lib.rs states.
+python3 tests/layers.py
+
 # Property tests ("fuzzing") run a bounded number of cases.
 export PROPTEST_CASES="${PROPTEST_CASES:-1000}"
 # `cargo test --all-targets` builds examples as test harnesses; the SDK test
@@ -32,6 +35,8 @@ export PROPTEST_CASES="${PROPTEST_CASES:-1000}"
 cargo build --locked --examples
 cargo test --locked --all-targets
 cargo test --locked --doc
+# The client SDK builds without the operator's dependencies.
+bash tests/sdk_lean.sh
 bash tests/alerts/run.sh
 bash tests/helm/run.sh
 bash tests/python/run.sh
