@@ -12,6 +12,7 @@ use super::{Error, FIELD_MANAGER, acks};
 use crate::commands::{self, CommandKind, config_hash};
 use crate::crd::{CommandState, CryptoClient, LastCommand};
 use crate::streaming::Session;
+use kube::Resource;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use serde_json::json;
@@ -124,8 +125,8 @@ async fn reconcile_inner(obj: &CryptoClient, ctx: &Arc<Ctx>) -> Result<Action, E
     if needs_write(obj.status.as_ref(), &new_status, ctx.status_every) {
         let api: Api<CryptoClient> = Api::namespaced(ctx.client.clone(), &ns);
         let patch = json!({
-            "apiVersion": "crypto.fleet.dev/v1alpha1",
-            "kind": "CryptoClient",
+            "apiVersion": CryptoClient::api_version(&()),
+            "kind": CryptoClient::kind(&()),
             "status": serde_json::to_value(&new_status)?,
         });
         api.patch_status(

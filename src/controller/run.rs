@@ -14,7 +14,6 @@ use crate::crd::CryptoClient;
 use crate::streaming::StreamingHandle;
 use futures::StreamExt;
 use kube::Api;
-use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Config, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -181,13 +180,12 @@ async fn lead(w: Wiring, cfg: &ControllerConfig, term: CancellationToken) {
         term.clone(),
     ));
 
-    let ar = ApiResource::erase::<CryptoClient>(&());
     let mut controllers = Vec::new();
     let mut stores = Vec::new();
     for (scope, rx) in scopes.into_iter().zip(trigger_rx) {
-        let api: Api<DynamicObject> = match &scope {
-            Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
-            None => Api::all_with(client.clone(), &ar),
+        let api: Api<watch::Guarded> = match &scope {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
         };
         let (reader, writer) = reflector::store::<CryptoClient>();
         stores.push(reader.clone());

@@ -1,6 +1,6 @@
-//! The watch over `CryptoClient` resources, made lenient: objects are read
-//! as `DynamicObject` and converted one by one, so a malformed resource is
-//! logged and skipped instead of failing the whole list and stopping the
+//! The watch over `CryptoClient` resources, made lenient with kube's
+//! `DeserializeGuard`: an object that does not deserialize is logged,
+//! counted and skipped instead of failing the whole list and stopping the
 //! watch. The stream also keeps the client index current and acts on
 //! deletions (the client's session ends, its series go). Watch restarts
 //! (410 Gone) and API errors are retried by kube's watcher with backoff.
@@ -9,26 +9,29 @@ use super::context::Ctx;
 use super::index::Indexed;
 use crate::crd::{CryptoClient, CryptoClientSpec};
 use futures::{Stream, StreamExt};
-use kube::api::{Api, DynamicObject};
+use kube::api::Api;
+use kube::core::DeserializeGuard;
+use kube::core::ObjectMeta;
 use kube::runtime::{PredicateConfig, WatchStreamExt, predicates, watcher};
 use std::collections::HashSet;
 use std::sync::Arc;
 use tracing::{info, warn};
 
-fn convert(obj: &DynamicObject) -> Result<CryptoClient, serde_json::Error> {
-    let mut v = serde_json::to_value(obj)?;
-    if let Some(m) = v.as_object_mut() {
-        m.insert("apiVersion".into(), "crypto.fleet.dev/v1alpha1".into());
-        m.insert("kind".into(), "CryptoClient".into());
-        m.entry("spec").or_insert_with(|| serde_json::json!({}));
+/// A watched object: a `CryptoClient`, or one that does not read as one.
+pub(crate) type Guarded = DeserializeGuard<CryptoClient>;
+
+fn meta(obj: &Guarded) -> &ObjectMeta {
+    match &obj.0 {
+        Ok(o) => &o.metadata,
+        Err(invalid) => &invalid.metadata,
     }
-    serde_json::from_value(v)
 }
 
-fn key(obj: &DynamicObject) -> (String, String) {
+fn key(obj: &Guarded) -> (String, String) {
+    let m = meta(obj);
     (
-        obj.metadata.namespace.clone().unwrap_or_default(),
-        obj.metadata.name.clone().unwrap_or_default(),
+        m.namespace.clone().unwrap_or_default(),
+        m.name.clone().unwrap_or_default(),
     )
 }
 
@@ -69,7 +72,7 @@ fn index(ctx: &Ctx, obj: &CryptoClient) {
 
 /// The typed, lenient event stream for `api`.
 pub(crate) fn events(
-    api: Api<DynamicObject>,
+    api: Api<Guarded>,
     ctx: Arc<Ctx>,
     namespace: Option<String>,
 ) -> impl Stream<Item = Result<watcher::Event<CryptoClient>, watcher::Error>> + Send + 'static {
@@ -109,7 +112,7 @@ pub(crate) fn events(
                     let (ns, name) = key(&obj);
                     forget(&ctx, &ns, &name);
                     let mut gone = CryptoClient::new(&name, CryptoClientSpec::default());
-                    gone.metadata = obj.metadata;
+                    gone.metadata = meta(&obj).clone();
                     Some(Ok(watcher::Event::Delete(gone)))
                 }
             };
@@ -117,15 +120,15 @@ pub(crate) fn events(
         })
 }
 
-fn typed(ctx: &Ctx, obj: &DynamicObject) -> Option<CryptoClient> {
-    match convert(obj) {
+fn typed(ctx: &Ctx, obj: &Guarded) -> Option<CryptoClient> {
+    match &obj.0 {
         Ok(o) => {
-            index(ctx, &o);
-            Some(o)
+            index(ctx, o);
+            Some(o.clone())
         }
-        Err(e) => {
+        Err(invalid) => {
             let (ns, name) = key(obj);
-            warn!(namespace = %ns, %name, error = %e, "malformed CryptoClient skipped");
+            warn!(namespace = %ns, %name, error = %invalid.error, "malformed CryptoClient skipped");
             ctx.metrics.invalid_resource();
             None
         }

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use support::cluster::{self, cc, connect_converged, expect_command};
 use support::fake_kube::{CRYPTO_GROUP as G, CRYPTO_PLURAL as P, CRYPTO_VERSION as V, FakeKube};
-use support::process::http_get;
+use support::process::{http_get, wait_http_ready};
 use support::*;
 use tonic::Code;
 
@@ -66,18 +66,6 @@ async fn start_calm(fake: &FakeKube) -> Running {
         controller_config(Duration::from_secs(30)),
     )
     .await
-}
-
-async fn wait_ready(running: &Running) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while running.ready.not_ready().is_some() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not ready: {:?}",
-            running.ready.not_ready()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn patch_spec(fake: &FakeKube, name: &str, spec: Value) {
@@ -204,15 +192,10 @@ async fn unknown_clients_are_refused_and_deleting_a_resource_ends_its_session() 
 
 /// Polls `/metrics` until `pred` holds (each poll is one scrape).
 async fn until_metrics(http: std::net::SocketAddr, what: &str, mut pred: impl FnMut(&str) -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let (_, m) = http_get(http, "/metrics").await;
-        if pred(&m) {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{what}:\n{m}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    poll_until(what, WAIT, Duration::from_millis(20), async || {
+        pred(&http_get(http, "/metrics").await.1).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -540,11 +523,7 @@ async fn serve_finds_the_cluster_through_kubeconfig() {
     .await;
     let (grpc, http) = (server.grpc, server.http);
     // Like a Service, send the client only once the pod is ready.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while http_get(http, "/readyz").await.0 != 200 {
-        assert!(tokio::time::Instant::now() < deadline, "never ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_http_ready(http).await;
     let (_tx, mut inbound) = open(grpc, msg("bin-1", register(ClientType::WalletSync))).await;
     assert_eq!(
         end_status(&mut inbound).await.code(),
@@ -572,11 +551,7 @@ async fn serve_cluster(fake: &FakeKube, dir: &std::path::Path) -> support::proce
         &[("KUBECONFIG", kubeconfig.as_os_str())],
     )
     .await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while http_get(server.http, "/readyz").await.0 != 200 {
-        assert!(tokio::time::Instant::now() < deadline, "never ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_http_ready(server.http).await;
     server
 }
 
@@ -697,11 +672,7 @@ async fn the_readme_cluster_walkthrough_works_as_written() {
                     &[("KUBECONFIG", kubeconfig.as_os_str())],
                 )
                 .await;
-                let deadline = tokio::time::Instant::now() + WAIT;
-                while http_get(s.http, "/readyz").await.0 != 200 {
-                    assert!(tokio::time::Instant::now() < deadline, "never ready");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
+                wait_http_ready(s.http).await;
                 server = Some(s);
             }
             ["export", assignment] => {

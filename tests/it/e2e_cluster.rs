@@ -18,9 +18,9 @@ use crypto_operator::controller::ControllerConfig;
 use crypto_operator::crd::CryptoClient;
 use crypto_operator::server::{self, ClusterConfig, Mode, Running, ServerConfig};
 use k8s_openapi::api::core::v1::Namespace;
+use kube::CustomResourceExt;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{CustomResourceExt, ResourceExt};
 use serde_json::{Value, json};
 use std::time::Duration;
 use support::cluster::{self, Cluster};
@@ -84,15 +84,14 @@ impl RealCluster {
         })
         .await
         .expect("server starts");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while running.ready.not_ready().is_some() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "not ready: {:?}",
-                running.ready.not_ready()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let what = "the operator reports ready";
+        poll_until(
+            what,
+            Duration::from_secs(30),
+            Duration::from_millis(50),
+            async || running.ready.not_ready().is_none().then_some(()),
+        )
+        .await;
         running
     }
 
@@ -146,25 +145,11 @@ impl Cluster for RealCluster {
         mut pred: impl FnMut(&Value) -> bool,
     ) -> Value {
         // A real cluster: poll the API (each poll is one GET).
-        let deadline = tokio::time::Instant::now() + limit * 3;
-        loop {
-            if let Some(v) = self.get_cc(name).await
-                && pred(&v)
-            {
-                return v;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                let now = self
-                    .api()
-                    .get_opt(name)
-                    .await
-                    .ok()
-                    .flatten()
-                    .map(|o| o.name_any());
-                panic!("{name}: {what}; now {now:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let what = format!("{name}: {what}");
+        poll_until(&what, limit * 3, Duration::from_millis(100), async || {
+            self.get_cc(name).await.filter(|v| pred(v))
+        })
+        .await
     }
 }
 

@@ -123,18 +123,12 @@ async fn metrics_are_valid_exposition_with_every_design_metric_after_a_scripted_
 
     // The client's series disappear with its session (standalone mode).
     drop(c);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    let what = "per-client series removed with the session";
+    poll_until(what, WAIT, Duration::from_millis(50), async || {
         let (_, text) = http_get(server.http, "/metrics").await;
-        if !text.contains("client_id=\"scripted\"") {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "per-client series left behind"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (!text.contains("client_id=\"scripted\"")).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -165,21 +159,13 @@ async fn until(
     limit: Duration,
     mut pred: impl FnMut(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
+    let what = format!("Prometheus {path} matches");
+    poll_until(&what, limit, Duration::from_millis(250), async || {
         let (status, body) = try_http_get(prom, path).await.unwrap_or((0, String::new()));
-        if status == 200 {
-            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-            if pred(&v) {
-                return v;
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "Prometheus {path} never matched; last: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        (status == 200 && pred(&v)).then_some(v)
+    })
+    .await
 }
 
 fn stale_alerts(v: &serde_json::Value, client: &str, state: &str) -> usize {

@@ -120,24 +120,18 @@ async fn standalone_tokens_admit_only_the_rightful_client_and_revocation_takes_e
 
     // Revoke bob: the watcher reloads the file; bob's token stops working.
     write_tokens(&file, &[("alice", "alice-token-0123456789")]);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    let what = "the revocation takes effect";
+    poll_until(what, WAIT, Duration::from_millis(200), async || {
         let (_tx, mut inbound) = open_with_token(
             addr,
             msg("bob", register(ClientType::WalletSync)),
             Some("bob-token-0123456789"),
         )
         .await;
-        match tokio::time::timeout(WAIT, inbound.message()).await.unwrap() {
-            Err(s) if s.code() == Code::Unauthenticated => break,
-            _ => {}
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "revocation never took effect"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        let first = tokio::time::timeout(WAIT, inbound.message()).await.unwrap();
+        matches!(first, Err(s) if s.code() == Code::Unauthenticated).then_some(())
+    })
+    .await;
     // Alice, the rightful client, was never disturbed.
     let mut op = operator(addr).await;
     let call = tokio::spawn(async move {
@@ -279,11 +273,7 @@ async fn cluster_tokens_come_from_the_resources_secret_and_bind_to_its_client() 
     })
     .await
     .unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while running.ready.not_ready().is_some() {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_ready(&running).await;
     let addr = running.grpc_addr;
     assert_eq!(
         refused(addr, "eth", None).await.code(),

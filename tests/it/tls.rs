@@ -259,14 +259,11 @@ async fn rotated_certificates_are_served_without_a_restart() {
     let (cert2, key2) = leaf(&new_ca, &["localhost"], false);
     files.put("tls.key", &key2);
     files.put("tls.crt", &cert2);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !ok(new_ca.pem()).await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the new certificate was never served"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let what = "the new certificate is served";
+    poll_until(what, WAIT, Duration::from_millis(200), async || {
+        ok(new_ca.pem()).await.then_some(())
+    })
+    .await;
     assert!(
         !ok(old_ca.pem()).await,
         "the old certificate is gone for new connections"

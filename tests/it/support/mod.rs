@@ -101,11 +101,42 @@ pub async fn start_config(config: ServerConfig) -> Running {
 /// Waits until `cond` holds, checking every few milliseconds (for state
 /// that has no event to wait on, such as a metric); fails after [`WAIT`].
 pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    poll_until(what, WAIT, Duration::from_millis(5), async || {
+        cond().then_some(())
+    })
+    .await;
+}
+
+/// Waits until the async `probe` gives `Some` (its value is returned),
+/// trying every `every`: for state another process or a file watcher owns,
+/// with no event this process can await (an HTTP endpoint, Prometheus, a
+/// reloaded file). Fails after `limit`, naming `what`.
+pub async fn poll_until<T>(
+    what: &str,
+    limit: Duration,
+    every: Duration,
+    mut probe: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?}: {what}"
+        );
+        tokio::time::sleep(every).await;
     }
+}
+
+/// Waits until the in-process server reports ready.
+pub async fn wait_ready(running: &Running) {
+    let what = "the server reports ready";
+    poll_until(what, WAIT, Duration::from_millis(20), async || {
+        running.ready.not_ready().is_none().then_some(())
+    })
+    .await;
 }
 
 /// The value of one series (`name{labels}` as printed) in the server's

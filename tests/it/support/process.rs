@@ -92,6 +92,16 @@ pub fn log_addr(line: &str, name: &str) -> SocketAddr {
         .unwrap()
 }
 
+/// Waits until the process at `http` answers `/readyz` with 200 (as a
+/// Service sends traffic only to a ready pod).
+pub async fn wait_http_ready(http: SocketAddr) {
+    let every = std::time::Duration::from_millis(20);
+    super::poll_until("/readyz answers 200", WAIT, every, async || {
+        (http_get(http, "/readyz").await.0 == 200).then_some(())
+    })
+    .await;
+}
+
 /// A plain HTTP/1.0 GET (no chunked encoding to decode); returns (status,
 /// body).
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
