@@ -262,9 +262,8 @@ async fn subscriber(
     let mut left = symbols.len();
     let (mut n, mut delays, mut ingest) = (0u64, Vec::new(), Vec::new());
     while left > 0 {
-        let tick = match tokio::time::timeout_at(deadline, stream.message()).await {
-            Ok(Ok(Some(t))) => t,
-            _ => return None,
+        let Ok(Ok(Some(tick))) = tokio::time::timeout_at(deadline, stream.message()).await else {
+            return None;
         };
         let now = SystemTime::now();
         if tick.snapshot {
@@ -563,7 +562,7 @@ fn main() {
         a.updates,
         a.symbols,
         a.per_connection,
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
     );
     for &rate in &a.rates {
         let (ours, base) = rt.block_on(async {

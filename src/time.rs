@@ -37,6 +37,5 @@ pub fn std_duration(d: &prost_types::Duration) -> Option<Duration> {
 /// Seconds since the Unix epoch as a float (for Prometheus timestamps).
 pub fn unix_seconds(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+        .map_or(0.0, |d| d.as_secs_f64())
 }

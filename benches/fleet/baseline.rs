@@ -52,7 +52,11 @@ fn stamp(cmd: &mut ServerCommand) {
 impl Bare {
     /// Queues `cmd` for `client_id`.
     fn route(&self, client_id: &str, cmd: ServerCommand) -> Result<(), Status> {
-        let clients = self.0.clients.lock().unwrap_or_else(|e| e.into_inner());
+        let clients = self
+            .0
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match clients.get(client_id) {
             Some(q) => q
                 .try_send(Ok(cmd))
@@ -65,7 +69,7 @@ impl Bare {
         self.0
             .pending
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(command_id);
     }
 }
@@ -102,7 +106,7 @@ impl CryptoStreamingService for Bare {
             this.0
                 .clients
                 .lock()
-                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .insert(id.clone(), tx);
             while let Ok(Some(m)) = inbound.message().await {
                 if let Some(Payload::CommandAck(ack)) = m.payload {
@@ -110,7 +114,7 @@ impl CryptoStreamingService for Bare {
                         .0
                         .pending
                         .lock()
-                        .unwrap_or_else(|e| e.into_inner())
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .remove(&ack.command_id);
                     if let Some(w) = waiter {
                         let _ = w.send(ack);
@@ -121,7 +125,7 @@ impl CryptoStreamingService for Bare {
             this.0
                 .clients
                 .lock()
-                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .remove(&id);
         });
         Ok(Response::new(ReceiverStream::new(rx)))
@@ -151,7 +155,7 @@ impl CryptoStreamingService for Bare {
         self.0
             .pending
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(id.clone(), tx);
         if let Err(e) = self.route(&req.client_id, cmd) {
             self.forget(&id);

@@ -158,7 +158,10 @@ async fn read(
                 ) {
                     continue;
                 }
-                let waiter = probe.lock().unwrap_or_else(|e| e.into_inner()).take();
+                let waiter = probe
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take();
                 if let Some(w) = waiter {
                     let _ = w.send(Instant::now());
                 }
@@ -261,7 +264,9 @@ async fn rtt(clients: &[Client], op: &Op, samples: usize) -> (Latency, Latency) 
     for _ in 0..samples {
         let c = &clients[fastrand::usize(..clients.len())];
         let (tx, rx) = oneshot::channel();
-        *c.probe.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        *c.probe
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(tx);
         let t0 = Instant::now();
         let sent = op
             .send_command_to_client(SendCommandRequest {

@@ -76,7 +76,7 @@ fn server_bin(args: &Args) -> Result<PathBuf, String> {
             cmd.arg("--release");
         }
         eprintln!("[fleet] {} is missing; running {cmd:?}", bin.display());
-        let ok = cmd.status().map(|s| s.success()).unwrap_or(false);
+        let ok = cmd.status().is_ok_and(|s| s.success());
         if !ok || !bin.exists() {
             return Err(format!(
                 "{} is missing; build it with `cargo build{} --bin crypto-operator`",

@@ -94,13 +94,13 @@ async fn issue(
                         out.ok.fetch_add(1, Ordering::Relaxed);
                         out.latency
                             .lock()
-                            .unwrap_or_else(|e| e.into_inner())
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
                             .add(took);
                     }
                     Err(status) => {
                         *out.failed
                             .lock()
-                            .unwrap_or_else(|e| e.into_inner())
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
                             .entry(format!("{:?}", status.code()))
                             .or_default() += 1;
                     }
@@ -156,8 +156,17 @@ pub(super) async fn run(
         .unwrap_or_default()
         .saturating_sub(cpu0)
         .as_secs_f64();
-    let failed = out.failed.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let reservoir = std::mem::take(&mut *out.latency.lock().unwrap_or_else(|e| e.into_inner()));
+    let failed = out
+        .failed
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let reservoir = std::mem::take(
+        &mut *out
+            .latency
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
     let errors = usize::try_from(failed.values().sum::<u64>()).unwrap_or(usize::MAX);
     let mut latency = Latency::of(reservoir.kept, errors);
     latency.samples = usize::try_from(reservoir.seen).unwrap_or(usize::MAX);

@@ -176,7 +176,7 @@ fn summary(n: usize, args: &Args, runs: &[Run]) -> Vec<Row> {
             metric: metric.into(),
             cells,
             compare,
-        })
+        });
     };
     let pair = |f: &Figure| {
         let at = |i: Option<usize>| i.and_then(|i| f(&pts[i]));

@@ -7,33 +7,28 @@ use std::time::Duration;
 /// Raises the soft open-file limit to the hard limit; an error (with what
 /// to do) when even the hard limit is below `need`.
 pub fn raise_nofile(need: u64) -> Result<u64, String> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
-    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
-    if got != 0 {
-        return Err(format!("getrlimit: {}", std::io::Error::last_os_error()));
-    }
-    if lim.rlim_cur < lim.rlim_max {
-        let raised = libc::rlimit {
-            rlim_cur: lim.rlim_max,
-            rlim_max: lim.rlim_max,
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let mut lim = getrlimit(Resource::Nofile);
+    if lim.current < lim.maximum {
+        let raised = Rlimit {
+            current: lim.maximum,
+            maximum: lim.maximum,
         };
-        // SAFETY: as above.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+        if setrlimit(Resource::Nofile, raised).is_ok() {
             lim = raised;
         }
     }
-    let (cur, max): (u64, u64) = (lim.rlim_cur, lim.rlim_max);
+    // `None` is unlimited.
+    let (cur, max) = (
+        lim.current.unwrap_or(u64::MAX),
+        lim.maximum.unwrap_or(u64::MAX),
+    );
     if cur < need {
         return Err(format!(
-            "the open-file limit is {cur} (hard limit {}), but {need} are needed (one socket per \
+            "the open-file limit is {cur} (hard limit {max}), but {need} are needed (one socket per \
              client in the server and in the load process). Raise it before running, e.g. as \
              root: `ulimit -Hn {need}; ulimit -n {need}`, or set `nofile` in \
-             /etc/security/limits.conf; or run with fewer --clients.",
-            max
+             /etc/security/limits.conf; or run with fewer --clients."
         ));
     }
     Ok(cur)
@@ -68,23 +63,23 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
     let f: Vec<&str> = rest.split_whitespace().collect();
     // Fields 14 (utime) and 15 (stime); `rest` starts at field 3.
     let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let hz = if hz > 0 { hz as u64 } else { 100 };
+    let hz = rustix::param::clock_ticks_per_second().max(1);
     Some(Duration::from_secs_f64(ticks as f64 / hz as f64))
 }
 
-/// Sends SIGTERM to `pid`.
+/// Sends SIGTERM to `pid` (our own child).
 pub fn terminate(pid: u32) {
-    // SAFETY: kill has no memory preconditions; `pid` is our own child.
-    unsafe {
-        libc::kill(pid as libc::pid_t, libc::SIGTERM);
+    if let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
     }
 }
 
 /// "2 cores, AMD EPYC …, 23.4 GiB RAM".
 pub fn machine() -> String {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()

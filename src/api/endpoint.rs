@@ -215,7 +215,7 @@ async fn read_body(body: Body) -> Result<axum::body::Bytes, ApiError> {
                 std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
                     e.source()
                 })
-                .any(|e| e.is::<http_body_util::LengthLimitError>());
+                .any(<dyn std::error::Error + 'static>::is::<http_body_util::LengthLimitError>);
             if too_large {
                 ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,

@@ -109,20 +109,29 @@ impl Inner {
         let mtime = std::fs::metadata(&self.path)
             .and_then(|m| m.modified())
             .ok();
-        if mtime == self.table.read().unwrap_or_else(|e| e.into_inner()).mtime {
+        if mtime
+            == self
+                .table
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .mtime
+        {
             return;
         }
         match load(&self.path) {
             Ok((hashes, mtime)) => {
                 info!(path = %self.path.display(), clients = hashes.len(), "tokens file reloaded");
-                *self.table.write().unwrap_or_else(|e| e.into_inner()) = Table {
+                *self
+                    .table
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Table {
                     hashes,
                     verified: HashMap::new(),
                     mtime,
                 };
             }
             Err(e) => {
-                warn!(error = %e, "tokens file changed but cannot be used; keeping the previous one")
+                warn!(error = %e, "tokens file changed but cannot be used; keeping the previous one");
             }
         }
     }
@@ -154,7 +163,10 @@ impl Inner {
         };
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let hash = {
-            let t = self.table.read().unwrap_or_else(|e| e.into_inner());
+            let t = self
+                .table
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if t.verified.get(client_id) == Some(&digest) {
                 return Ok(());
             }
@@ -168,7 +180,7 @@ impl Inner {
         if verify_token(token, &hash) {
             self.table
                 .write()
-                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .verified
                 .insert(client_id.to_owned(), digest);
             Ok(())

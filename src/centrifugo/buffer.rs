@@ -30,7 +30,9 @@ impl Buffer {
     }
 
     fn lock(&self) -> MutexGuard<'_, VecDeque<Publication>> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn m(&self) -> &CentrifugoMetrics {

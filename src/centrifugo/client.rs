@@ -237,7 +237,10 @@ fn batch_body(batch: &[Publication]) -> String {
 fn error_of(v: &serde_json::Value) -> Option<ItemError> {
     let e = v.get("error")?;
     Some(ItemError {
-        code: e.get("code").and_then(|c| c.as_i64()).unwrap_or(0),
+        code: e
+            .get("code")
+            .and_then(serde_json::Value::as_i64)
+            .unwrap_or(0),
         message: e
             .get("message")
             .and_then(|m| m.as_str())

@@ -299,7 +299,11 @@ impl Publisher {
     /// counts) whatever is left. Call after the sessions ended so their
     /// `disconnected` events go out.
     pub async fn shutdown(&self) {
-        let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let tasks = self
+            .tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
         let Some((pump, mut send)) = tasks else {
             return;
         };

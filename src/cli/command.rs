@@ -265,7 +265,7 @@ pub async fn run_clients(args: ClientsArgs) -> Result<(), Box<dyn std::error::Er
                         reg.client_type,
                         reg.client_name,
                         reg.version,
-                        c.counters.map(|k| k.messages_received).unwrap_or(0),
+                        c.counters.map_or(0, |k| k.messages_received),
                         c.pending_commands
                     )?;
                 }

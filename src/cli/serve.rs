@@ -195,8 +195,7 @@ impl ClusterArgs {
         let explicit = std::env::var_os("KUBECONFIG").is_some()
             || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
         let home_config = std::env::var_os("HOME")
-            .map(|h| std::path::Path::new(&h).join(".kube/config").exists())
-            .unwrap_or(false);
+            .is_some_and(|h| std::path::Path::new(&h).join(".kube/config").exists());
         if !explicit && !home_config {
             tracing::info!("no Kubernetes config found; running standalone");
             return Ok(Mode::Standalone);
@@ -289,7 +288,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         wait_for_signal().await;
         stop.cancel();
         // The server is now draining; its own future ends the select.
-        std::future::pending::<()>().await
+        std::future::pending::<()>().await;
     };
     tokio::select! {
         r = running.wait() => r?,

@@ -55,7 +55,11 @@ impl SecretAuth {
         key: &str,
     ) -> Result<Option<Vec<u8>>, Status> {
         let k = (ns.to_owned(), name.to_owned(), key.to_owned());
-        if let Some((at, v)) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&k)
+        if let Some((at, v)) = self
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&k)
             && at.elapsed() < self.ttl
         {
             return Ok(v.clone());
@@ -75,7 +79,10 @@ impl SecretAuth {
                 }
                 v
             });
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if cache.len() > 10_000 {
             cache.clear();
         }

@@ -56,7 +56,7 @@ impl Ctx {
             Ok(Ok(())) => {}
             Ok(Err(e)) => warn!(error = %e, reason = %ev.reason, "could not publish event"),
             Err(_) => {
-                warn!(reason = %ev.reason, timeout = ?self.api_timeout, "event write timed out")
+                warn!(reason = %ev.reason, timeout = ?self.api_timeout, "event write timed out");
             }
         }
     }

@@ -146,7 +146,10 @@ pub struct Runtimes {
 impl Runtimes {
     /// Runs `f` on the memory of `key` (created empty if missing).
     pub fn with<R>(&self, key: &Key, f: impl FnOnce(&mut ClientRuntime) -> R) -> R {
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         f(map.entry(key.clone()).or_default())
     }
 
@@ -154,7 +157,7 @@ impl Runtimes {
     pub fn remove(&self, key: &Key) {
         self.map
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(key);
     }
 }

@@ -123,7 +123,9 @@ impl Book {
     /// A receiver of coin `coin`'s changes, with its current value marked
     /// seen; `None` for a coin the book does not have.
     pub(crate) fn watch(&self, coin: usize) -> Option<watch::Receiver<Arc<CoinPrices>>> {
-        self.coins.get(coin).map(|tx| tx.subscribe())
+        self.coins
+            .get(coin)
+            .map(tokio::sync::watch::Sender::subscribe)
     }
 }
 

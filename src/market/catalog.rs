@@ -233,8 +233,7 @@ fn line_of_symbol(text: &str, symbol: &str, nth: usize) -> Option<usize> {
         .filter(|(_, line)| {
             let l = line.trim_start().trim_start_matches('-').trim_start();
             l.strip_prefix("symbol:")
-                .map(|v| v.trim().trim_matches(|c| c == '"' || c == '\'') == symbol)
-                .unwrap_or(false)
+                .is_some_and(|v| v.trim().trim_matches(|c| c == '"' || c == '\'') == symbol)
         })
         .nth(nth)
         .map(|(i, _)| i + 1)

@@ -136,8 +136,7 @@ impl CryptoService for MarketService {
     ) -> Result<Response<Self::StreamPricesStream>, Status> {
         let peer = request
             .remote_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_else(|| "unknown".into());
+            .map_or_else(|| "unknown".into(), |a| a.to_string());
         let coins = self.resolve(&request.into_inner().symbols)?;
         let state = &self.state;
         let slot = SubscriberSlot::take(&state.open, state.limits.max_subscribers, &state.metrics)

@@ -40,7 +40,7 @@ impl Registry {
         let shard = self
             .shard(client_id)
             .read()
-            .unwrap_or_else(|e| e.into_inner());
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         shard.get(client_id).cloned()
     }
 
@@ -50,7 +50,7 @@ impl Registry {
         let mut shard = self
             .shard(&session.client_id)
             .write()
-            .unwrap_or_else(|e| e.into_inner());
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let old = shard.insert(session.client_id.clone(), session);
         if old.is_none() {
             self.len.fetch_add(1, Ordering::Relaxed);
@@ -64,7 +64,7 @@ impl Registry {
         let mut shard = self
             .shard(&session.client_id)
             .write()
-            .unwrap_or_else(|e| e.into_inner());
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match shard.get(&*session.client_id) {
             Some(cur) if Arc::ptr_eq(&cur.session_id, &session.session_id) => {
                 shard.remove(&*session.client_id);
@@ -79,7 +79,9 @@ impl Registry {
     pub(crate) fn all(&self) -> Vec<Arc<Session>> {
         let mut out = Vec::with_capacity(self.len());
         for shard in self.shards.iter() {
-            let shard = shard.read().unwrap_or_else(|e| e.into_inner());
+            let shard = shard
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             out.extend(shard.values().cloned());
         }
         out
@@ -98,7 +100,9 @@ impl Registry {
     ) -> (Vec<Arc<Session>>, bool) {
         let mut heap: BinaryHeap<ById> = BinaryHeap::with_capacity(limit + 1);
         for shard in self.shards.iter() {
-            let shard = shard.read().unwrap_or_else(|e| e.into_inner());
+            let shard = shard
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             for (id, s) in shard.iter() {
                 if after.is_some_and(|a| &**id <= a) {
                     continue;

@@ -86,8 +86,7 @@ impl CryptoStreamingService for StreamingService {
         let peer = request
             .remote_addr()
             .or_else(|| tls.as_ref().and_then(|t| t.remote_addr))
-            .map(|a| a.to_string())
-            .unwrap_or_else(|| "unknown".into());
+            .map_or_else(|| "unknown".into(), |a| a.to_string());
         let core = self.handle.core.clone();
         let (tx, term, stream) = OutboundStream::new(core.config.command_queue);
         let mut creds = Credentials::from_metadata(request.metadata());

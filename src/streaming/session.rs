@@ -90,11 +90,15 @@ impl Session {
 
     /// The handlers' per-client state.
     pub(crate) fn state(&self) -> MutexGuard<'_, ClientState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub(crate) fn pending(&self) -> MutexGuard<'_, PendingAcks> {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// How many wallet balances the session keeps.
@@ -206,7 +210,10 @@ impl Session {
     /// session's task does the rest.
     pub fn end(&self, reason: EndReason) {
         {
-            let mut r = self.end_reason.lock().unwrap_or_else(|e| e.into_inner());
+            let mut r = self
+                .end_reason
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if r.is_none() {
                 *r = Some(reason);
             }
@@ -226,15 +233,14 @@ impl Session {
     pub(crate) fn end_reason(&self) -> Option<EndReason> {
         self.end_reason
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
 
     pub(crate) fn record_heartbeat(&self, at: SystemTime) {
         let ms = at
             .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+            .map_or(0, |d| d.as_millis() as u64);
         self.last_heartbeat_ms.store(ms, Ordering::Relaxed);
         self.series.heartbeat(at);
     }

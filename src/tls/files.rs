@@ -109,7 +109,7 @@ impl TlsFiles {
     pub fn config(&self) -> Arc<ServerConfig> {
         self.current
             .read()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .0
             .clone()
     }
@@ -122,17 +122,26 @@ impl TlsFiles {
             &self.key,
             self.client_ca.as_deref().unwrap_or(Path::new("")),
         ]);
-        if stamps == self.current.read().unwrap_or_else(|e| e.into_inner()).1 {
+        if stamps
+            == self
+                .current
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .1
+        {
             return;
         }
         match build(&self.cert, &self.key, self.client_ca.as_deref()) {
             Ok(config) => {
                 info!("TLS files changed; new connections use the new certificates");
-                *self.current.write().unwrap_or_else(|e| e.into_inner()) =
+                *self
+                    .current
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
                     (Arc::new(config), stamps);
             }
             Err(e) => {
-                warn!(error = %e, "TLS files changed but cannot be used; keeping the previous ones")
+                warn!(error = %e, "TLS files changed but cannot be used; keeping the previous ones");
             }
         }
     }

@@ -717,7 +717,8 @@ async fn the_readme_cluster_walkthrough_works_as_written() {
                 args @ ..,
             ] => {
                 let grpc = server.as_ref().expect("serve runs before the client").grpc;
-                let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+                let mut args: Vec<String> =
+                    args.iter().map(std::string::ToString::to_string).collect();
                 // The README's client uses the default 127.0.0.1:50051.
                 args.insert(1.min(args.len()), url(grpc));
                 client = Some(

@@ -49,10 +49,13 @@ async fn subscribe(
 ) -> Result<Streaming<PriceTick>, Status> {
     client
         .stream_prices(StreamPricesRequest {
-            symbols: symbols.iter().map(|s| s.to_string()).collect(),
+            symbols: symbols
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect(),
         })
         .await
-        .map(|r| r.into_inner())
+        .map(tonic::Response::into_inner)
 }
 
 /// The next tick, failing the test after `WAIT`.

@@ -169,18 +169,15 @@ async fn until(
 }
 
 fn stale_alerts(v: &serde_json::Value, client: &str, state: &str) -> usize {
-    v["data"]["alerts"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter(|x| {
-                    x["labels"]["alertname"] == "CryptoClientHeartbeatStale"
-                        && x["labels"]["client_id"] == client
-                        && x["state"] == state
-                })
-                .count()
-        })
-        .unwrap_or(0)
+    v["data"]["alerts"].as_array().map_or(0, |a| {
+        a.iter()
+            .filter(|x| {
+                x["labels"]["alertname"] == "CryptoClientHeartbeatStale"
+                    && x["labels"]["client_id"] == client
+                    && x["state"] == state
+            })
+            .count()
+    })
 }
 
 /// The shipped alert rules with the stale threshold and `for:` shortened

@@ -57,8 +57,7 @@ async fn rejected_unauthenticated(http: std::net::SocketAddr) -> u64 {
     let (_, m) = http_get(http, "/metrics").await;
     m.lines()
         .find_map(|l| l.strip_prefix("crypto_streams_rejected_total{code=\"Unauthenticated\"} "))
-        .map(|v| v.parse().unwrap())
-        .unwrap_or(0)
+        .map_or(0, |v| v.parse().unwrap())
 }
 
 #[tokio::test]

@@ -107,8 +107,7 @@ pub async fn expect_command(c: &mut RawClient, want: &str) -> ServerCommand {
         let kind = cmd
             .command
             .as_ref()
-            .map(|k| CommandKind::of(k).as_str())
-            .unwrap_or("none");
+            .map_or("none", |k| CommandKind::of(k).as_str());
         if kind == want {
             return cmd;
         }

@@ -252,7 +252,7 @@ fn write_corpus() {
         let outcomes = replay(&frames);
         let mut text = format!("# {name}\n");
         for (i, f) in frames.iter().enumerate() {
-            let o = outcomes.get(i).map(String::as_str).unwrap_or("not reached");
+            let o = outcomes.get(i).map_or("not reached", String::as_str);
             text.push_str(&format!("{o}: {}\n", hex(f)).replace(": \n", ":\n"));
         }
         std::fs::write(d.join(format!("{name}.txt")), text).expect("corpus file");
