@@ -5,8 +5,8 @@
 #   docker build -t <registry>/crypto-operator:0.1.0 .
 #
 # Build stage: the release binary, with the dependencies compiled in a layer
-# of their own (rebuilt only when Cargo.toml, Cargo.lock, build.rs, proto/ or
-# benches/ change). Runtime stage: distroless "cc" (glibc, libgcc, CA
+# of their own (rebuilt only when Cargo.toml, Cargo.lock, build.rs, proto/,
+# benches/ or tests/fake-kube/ change). Runtime stage: distroless "cc" (glibc, libgcc, CA
 # certificates, a nonroot user) plus the one binary; no shell, no package
 # manager, runs as uid 65532.
 #
@@ -15,7 +15,7 @@
 # that runs the same outside Docker: the one compile command is
 # `cargo build --release --locked --bin crypto-operator`, the same cargo
 # build of the same crate and lockfile that the test suite performs
-# (`cargo test --locked` builds the crypto-operator binary and tests/cli.rs
+# (`cargo test --locked` builds the crypto-operator binary and tests/it/cli.rs
 # runs it), and tests/helm/test_image.py checks this file statically (stages,
 # that command, USER, EXPOSE, what the runtime stage copies).
 
@@ -25,10 +25,13 @@ FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
 
 # 1. Dependencies: the manifests, the build script and what it compiles
-#    (proto/), the bench targets Cargo.toml names, and a stub main.rs.
+#    (proto/), the bench targets Cargo.toml names, the workspace's other
+#    member (the tests' fake API server: cargo reads its manifest; it is
+#    not built), and a stub main.rs.
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY proto ./proto
 COPY benches ./benches
+COPY tests/fake-kube ./tests/fake-kube
 RUN mkdir -p src && echo 'fn main() {}' > src/main.rs
 RUN cargo build --release --locked --bin crypto-operator
 

@@ -124,6 +124,9 @@ def test_every_cargo_target_is_in_the_build_context():
             assert top in copied, f"[[{kind}]] {target['name']} ({path}) is not copied into the build stage"
     bins = [b["name"] for b in manifest.get("bin", [])]
     assert "crypto-operator" in bins
+    # Cargo reads every workspace member's manifest, even to build one bin.
+    for member in manifest.get("workspace", {}).get("members", []):
+        assert member in copied, f"workspace member {member} is not copied into the build stage"
 
 
 def test_sources_include_nothing_outside_the_context():

@@ -5,7 +5,7 @@
 //! ```sh
 //! kind create cluster --name crypto
 //! kind get kubeconfig --name crypto > /tmp/kind.kubeconfig
-//! CRYPTO_E2E_KUBECONFIG=/tmp/kind.kubeconfig cargo test --test e2e_cluster -- --ignored --test-threads=1
+//! CRYPTO_E2E_KUBECONFIG=/tmp/kind.kubeconfig cargo test --test it e2e_cluster -- --ignored --test-threads=1
 //! ```
 //!
 //! Each test installs the CRD (server-side apply), creates its own

@@ -5,7 +5,10 @@
 //! the controller's scenarios against a real cluster when
 //! `CRYPTO_E2E_KUBECONFIG` is set (ignored otherwise).
 //!
-//! `cargo test --test it streaming::` runs one area.
+//! `cargo test --test it streaming::` runs one area. Without the `server`
+//! feature (the SDK alone) there is nothing here to test.
+
+#![cfg(feature = "server")]
 
 mod support;
 

@@ -8,7 +8,7 @@
 //! diff, not a silent one. `fuzz.rs` explores around them at random.
 //!
 //! Regenerate after an intended change:
-//! `CRYPTO_WRITE_CORPUS=1 cargo test --lib handlers::corpus`.
+//! `CRYPTO_WRITE_CORPUS=1 cargo test --lib handlers::tests::corpus`.
 
 use super::super::{Handled, dispatch};
 use super::session;
