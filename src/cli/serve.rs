@@ -2,7 +2,7 @@
 //! drains sessions and exits 0.
 
 use super::parse_duration;
-use crate::controller::{ControllerConfig, LeaderConfig};
+use crate::controller::{ControllerConfig, ReplicaConfig};
 use crate::server::{self, ClusterConfig, Mode, SecurityConfig, ServerConfig};
 use crate::streaming::StreamingConfig;
 use std::net::SocketAddr;
@@ -163,21 +163,48 @@ pub struct ClusterArgs {
     /// `status.lastHeartbeat` is written at most this often per client.
     #[arg(long, env = "CRYPTO_STATUS_HEARTBEAT_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub status_heartbeat_interval: Duration,
-    /// Elect a leader through a Lease (run more than one replica).
-    #[arg(long, env = "CRYPTO_LEADER_ELECT")]
-    pub leader_elect: bool,
-    /// Name of the Lease.
-    #[arg(long, env = "CRYPTO_LEASE_NAME", default_value = "crypto-operator")]
-    pub lease_name: String,
-    /// Namespace of the Lease (default: the kubeconfig's namespace).
+    /// This replica's id: its Lease, `status.holder`, the User-Agent of its
+    /// API requests (default: $POD_NAME, else the hostname).
+    #[arg(long, env = "CRYPTO_REPLICA_ID")]
+    pub replica_id: Option<String>,
+    /// Where the other replicas reach this one, HOST:PORT (default:
+    /// $POD_IP and the gRPC port).
+    #[arg(long, env = "CRYPTO_ADVERTISE_ADDR")]
+    pub advertise_addr: Option<String>,
+    /// Prefix of the Leases: `<prefix>-replica-<id>` per replica and
+    /// `<prefix>-janitor`.
+    #[arg(long, env = "CRYPTO_LEASE_PREFIX", default_value = "crypto-operator")]
+    pub lease_prefix: String,
+    /// Namespace of the Leases (default: the kubeconfig's namespace).
     #[arg(long, env = "POD_NAMESPACE")]
     pub lease_namespace: Option<String>,
-    /// How long the Lease lasts without renewal.
+    /// How long a Lease lasts without renewal (renewed every third of it).
     #[arg(long, env = "CRYPTO_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
     pub lease_duration: Duration,
-    /// This replica's identity in the Lease (default: $HOSTNAME plus a random suffix).
-    #[arg(long, env = "POD_NAME")]
-    pub identity: Option<String>,
+    /// A client claimed by another live replica less than this ago is
+    /// refused (UNAVAILABLE) rather than moved: how fast a client may flap
+    /// between replicas.
+    #[arg(long, env = "CRYPTO_MIN_HOLD", default_value = "5s", value_parser = parse_duration)]
+    pub min_hold: Duration,
+    /// How long a dead replica's resources keep their status before the
+    /// janitor marks them Disconnected.
+    #[arg(long, env = "CRYPTO_HOLDER_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub holder_grace: Duration,
+    /// Status writes per second for the whole fleet, shared by the live
+    /// replicas (heartbeat refreshes are shed first).
+    #[arg(long, env = "CRYPTO_API_WRITE_QPS", default_value_t = crate::controller::DEFAULT_WRITE_QPS)]
+    pub api_write_qps: f64,
+    /// Burst of status writes for the whole fleet.
+    #[arg(long, env = "CRYPTO_API_WRITE_BURST", default_value_t = crate::controller::DEFAULT_WRITE_BURST)]
+    pub api_write_burst: u32,
+    /// The token replicas present to each other (prefer
+    /// --peer-token-file); without one a replica cannot ask its peers
+    /// whether they reach the API.
+    #[arg(long, env = "CRYPTO_PEER_TOKEN", hide_env_values = true)]
+    pub peer_token: Option<String>,
+    /// File holding the peer token.
+    #[arg(long, env = "CRYPTO_PEER_TOKEN_FILE")]
+    pub peer_token_file: Option<PathBuf>,
     /// Reconciles running at once.
     #[arg(long, env = "CRYPTO_RECONCILE_CONCURRENCY", default_value_t = 16)]
     pub reconcile_concurrency: u16,
@@ -200,35 +227,76 @@ impl ClusterArgs {
             tracing::info!("no Kubernetes config found; running standalone");
             return Ok(Mode::Standalone);
         }
-        let config = kube::Config::infer()
+        let mut config = kube::Config::infer()
             .await
             .map_err(|e| format!("Kubernetes config found but unusable ({e}); pass --standalone to run without a cluster"))?;
+        let id = replica_id(self.replica_id.as_deref())?;
+        // The API server's audit log shows which replica wrote what.
+        let agent = format!("crypto-operator/{} ({id})", env!("CARGO_PKG_VERSION"));
+        config.headers.push((
+            axum::http::header::USER_AGENT,
+            axum::http::HeaderValue::from_str(&agent).map_err(|_| format!("--replica-id {id:?} cannot go in a User-Agent"))?,
+        ));
         let default_ns = config.default_namespace.clone();
         let client = kube::Client::try_from(config)?;
-        let leader = self.leader_elect.then(|| LeaderConfig {
-            namespace: self
-                .lease_namespace
-                .clone()
-                .unwrap_or_else(|| default_ns.clone()),
-            name: self.lease_name.clone(),
-            identity: self.identity.clone().unwrap_or_else(|| {
-                let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "crypto-operator".into());
-                format!("{host}-{:08x}", fastrand::u32(..))
-            }),
-            lease_duration: self.lease_duration,
-        });
-        tracing::info!(namespaces = ?self.namespaces, leader_election = leader.is_some(), "cluster mode");
+        let peer_token = crate::secret::resolve(
+            self.peer_token.as_deref(),
+            self.peer_token_file.as_deref(),
+            crate::secret::SecretNames {
+                what: "the peer token",
+                value: "--peer-token (CRYPTO_PEER_TOKEN)",
+                file: "--peer-token-file (CRYPTO_PEER_TOKEN_FILE)",
+            },
+        )?;
+        tracing::info!(namespaces = ?self.namespaces, replica = %id, "cluster mode");
         Ok(Mode::Cluster(ClusterConfig {
             client,
             controller: ControllerConfig {
                 namespaces: self.namespaces.clone(),
                 status_heartbeat_interval: self.status_heartbeat_interval,
-                leader,
                 concurrency: self.reconcile_concurrency.max(1),
                 api_timeout: crate::controller::DEFAULT_API_TIMEOUT,
+                replica: ReplicaConfig {
+                    id,
+                    advertise: self.advertise_addr.clone(),
+                    lease_namespace: self
+                        .lease_namespace
+                        .clone()
+                        .unwrap_or(default_ns),
+                    lease_prefix: self.lease_prefix.clone(),
+                    lease_duration: self.lease_duration,
+                    min_hold: self.min_hold,
+                    holder_grace: self.holder_grace,
+                    peer_token,
+                },
+                write_qps: self.api_write_qps,
+                write_burst: self.api_write_burst,
             },
         }))
     }
+}
+
+/// The replica id: the flag, else $POD_NAME, else the hostname; a DNS
+/// label (it names a Lease).
+fn replica_id(flag: Option<&str>) -> Result<String, String> {
+    let id = flag
+        .map(str::to_owned)
+        .or_else(|| std::env::var("POD_NAME").ok())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .ok_or("no replica id: pass --replica-id (or set POD_NAME)")?;
+    let ok = id.len() <= 63
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && !id.starts_with('-')
+        && !id.ends_with('-');
+    if !ok {
+        return Err(format!(
+            "--replica-id {id:?}: 1-63 characters of [a-z0-9.-], not starting or ending with '-'"
+        ));
+    }
+    Ok(id)
 }
 
 impl ServeArgs {

@@ -3,7 +3,9 @@
 //! the event recorder, the reconcile triggers, the controller's metrics
 //! and its owned tasks.
 
+use super::budget::WriteBudget;
 use super::index::ResourceIndex;
+use super::membership::Membership;
 use super::metrics::ControlMetrics;
 use super::runtime::Runtimes;
 use crate::crd::CryptoClient;
@@ -31,6 +33,8 @@ pub(crate) struct Ctx {
     pub(crate) api_timeout: Duration,
     pub(crate) stop: tokio_util::sync::CancellationToken,
     pub(crate) metrics: Arc<ControlMetrics>,
+    pub(crate) membership: Arc<Membership>,
+    pub(crate) budget: WriteBudget,
 }
 
 impl Ctx {

@@ -1,30 +1,24 @@
-//! Whether the control plane lets this replica take clients: it leads (or
-//! needs no leader) and its caches are synced. The server folds this into
-//! `/readyz`.
+//! Whether the control plane lets this replica take clients: its caches
+//! are synced and it can reach the API (it renews its Lease). Every
+//! replica is ready on its own; the server folds this into `/readyz`.
 
+use super::membership::Membership;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The controller's part of readiness.
-#[derive(Debug)]
 pub struct ControllerHealth {
-    leader: AtomicBool,
     synced: AtomicBool,
-}
-
-impl Default for ControllerHealth {
-    /// Not leading, not synced: nothing is admitted before the controller
-    /// says so.
-    fn default() -> Self {
-        Self {
-            leader: AtomicBool::new(false),
-            synced: AtomicBool::new(false),
-        }
-    }
+    membership: Arc<Membership>,
 }
 
 impl ControllerHealth {
-    pub(crate) fn set_leader(&self, leader: bool) {
-        self.leader.store(leader, Ordering::SeqCst);
+    /// Not synced yet: nothing is admitted before the controller says so.
+    pub fn new(membership: Arc<Membership>) -> Self {
+        Self {
+            synced: AtomicBool::new(false),
+            membership,
+        }
     }
 
     pub(crate) fn set_synced(&self, synced: bool) {
@@ -33,10 +27,10 @@ impl ControllerHealth {
 
     /// Why the replica should not take clients, or `None`.
     pub fn not_ready(&self) -> Option<&'static str> {
-        if !self.leader.load(Ordering::SeqCst) {
-            Some("not the leader")
-        } else if !self.synced.load(Ordering::SeqCst) {
+        if !self.synced.load(Ordering::SeqCst) {
             Some("controller caches not synced")
+        } else if !self.membership.api_ok() {
+            Some("cannot reach the Kubernetes API (replica Lease not renewed)")
         } else {
             None
         }

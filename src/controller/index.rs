@@ -1,11 +1,16 @@
-//! Client id -> `CryptoClient` resource, kept from the watch. It is the
-//! cluster-mode [`ClientPolicy`]: a client whose id matches no resource is
-//! refused (PERMISSION_DENIED), only the leader admits clients, and pause,
-//! resume and config of a resource-managed client can only change through
-//! the resource (FAILED_PRECONDITION naming it).
+//! Client id -> `CryptoClient` resource, kept from the watch for every
+//! resource (a slim record: where it is, its token Secret, who holds it —
+//! not the whole object). It is the cluster-mode [`ClientPolicy`]: a client
+//! whose id matches no resource is refused (PERMISSION_DENIED); a replica
+//! that has not synced or cannot reach the API admits nobody (UNAVAILABLE);
+//! a client another live replica claimed moments ago is refused rather than
+//! moved (the flap bound); pause, resume and config of a resource-managed
+//! client can only change through the resource (FAILED_PRECONDITION naming
+//! it).
 
+use super::membership::Membership;
 use crate::commands::CommandKind;
-use crate::crd::CryptoClient;
+use crate::crd::{CryptoClient, Holder};
 use crate::proto::ClientRegistration;
 use crate::streaming::ClientIdentity;
 use crate::streaming::ClientPolicy;
@@ -29,6 +34,15 @@ pub struct ResourceRef {
     pub object_ref: ObjectReference,
     /// The Secret (name, key) holding the client's token, if any.
     pub token_secret: Option<(String, String)>,
+    /// `status.holder`: the replica holding the client's session.
+    pub holder: Option<Holder>,
+    /// Whether the resource has a status at all (never-connected ones get
+    /// `Pending` from the janitor).
+    pub has_status: bool,
+    /// `metadata.generation`.
+    pub generation: Option<i64>,
+    /// `status.observedGeneration`.
+    pub observed_generation: Option<i64>,
 }
 
 #[derive(Default)]
@@ -41,6 +55,8 @@ struct Maps {
 pub struct ResourceIndex {
     maps: RwLock<Maps>,
     admitting: AtomicBool,
+    membership: Option<std::sync::Arc<Membership>>,
+    changed: tokio::sync::Notify,
 }
 
 /// What changed when a resource was indexed.
@@ -61,6 +77,18 @@ impl ResourceIndex {
         Self {
             maps: RwLock::new(Maps::default()),
             admitting: AtomicBool::new(admitting),
+            membership: None,
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// An index that also refuses clients while this replica cannot reach
+    /// the API, and applies the flap bound against the live replicas of
+    /// `membership`.
+    pub fn with_membership(admitting: bool, membership: std::sync::Arc<Membership>) -> Self {
+        Self {
+            membership: Some(membership),
+            ..Self::new(admitting)
         }
     }
 
@@ -80,6 +108,12 @@ impl ResourceIndex {
     /// its caches are synced (before that every client would look unknown).
     pub fn set_admitting(&self, admitting: bool) {
         self.admitting.store(admitting, Ordering::SeqCst);
+    }
+
+    /// Resolves when a resource without a holder (or without a status) was
+    /// indexed since the last call: the janitor's wake-up.
+    pub(crate) async fn changed(&self) {
+        self.changed.notified().await;
     }
 
     /// The resource of `client_id`.
@@ -130,8 +164,16 @@ impl ResourceIndex {
                     .as_ref()
                     .and_then(|a| a.token_secret_ref.as_ref())
                     .map(|r| (r.name.clone(), r.key.clone())),
+                holder: obj.status.as_ref().and_then(|s| s.holder.clone()),
+                has_status: obj.status.is_some(),
+                generation: obj.metadata.generation,
+                observed_generation: obj.status.as_ref().and_then(|s| s.observed_generation),
             },
         );
+        drop(maps);
+        if obj.status.as_ref().is_none_or(|s| s.holder.is_none()) {
+            self.changed.notify_one();
+        }
         result
     }
 
@@ -159,17 +201,34 @@ impl ClientPolicy for ResourceIndex {
     fn admit(&self, client_id: &str, _: &ClientRegistration) -> Result<ClientIdentity, Status> {
         if !self.admitting.load(Ordering::SeqCst) {
             return Err(Status::unavailable(
-                "this replica is not the leader or is still syncing; connect through the Service and retry",
+                "this replica is still syncing; connect through the Service and retry",
             ));
         }
-        match self.lookup(client_id) {
-            Some(r) => Ok(ClientIdentity {
-                resource: Some((r.namespace, r.name)),
-            }),
-            None => Err(Status::permission_denied(format!(
-                "no CryptoClient resource has client id {client_id:?}"
-            ))),
+        if let Some(m) = &self.membership
+            && !m.api_ok()
+        {
+            return Err(Status::unavailable(
+                "this replica cannot reach the Kubernetes API; connect through the Service and retry",
+            ));
         }
+        let Some(r) = self.lookup(client_id) else {
+            return Err(Status::permission_denied(format!(
+                "no CryptoClient resource has client id {client_id:?}"
+            )));
+        };
+        if let (Some(m), Some(h)) = (&self.membership, &r.holder)
+            && let Some(wait) = flap_wait(m, h)
+        {
+            return Err(Status::unavailable(format!(
+                "client {client_id} moved to replica {} {}s ago; retry in {}s",
+                h.replica,
+                m.config().min_hold.saturating_sub(wait).as_secs(),
+                wait.as_secs().max(1)
+            )));
+        }
+        Ok(ClientIdentity {
+            resource: Some((r.namespace, r.name)),
+        })
     }
 
     fn allow_command(&self, client_id: &str, kind: CommandKind) -> Result<(), Status> {
@@ -191,6 +250,17 @@ impl ClientPolicy for ResourceIndex {
             _ => Ok(()),
         }
     }
+}
+
+/// How long a client claimed by another live replica must wait before it
+/// may move here, or `None` when it may now.
+fn flap_wait(m: &Membership, h: &Holder) -> Option<std::time::Duration> {
+    if h.replica == m.me() || !m.is_live(&h.replica) {
+        return None;
+    }
+    let since = std::time::SystemTime::from(h.since.0);
+    let held_for = since.elapsed().unwrap_or_default();
+    m.config().min_hold.checked_sub(held_for).filter(|w| !w.is_zero())
 }
 
 #[cfg(test)]
@@ -226,6 +296,52 @@ mod tests {
             idx.admit("eth-1", &reg).unwrap_err().code(),
             tonic::Code::Unavailable
         );
+    }
+
+    #[test]
+    fn a_client_claimed_moments_ago_by_a_live_peer_waits_before_it_may_move() {
+        use super::super::membership::{Membership, ReplicaConfig};
+        use crate::crd::CryptoClientStatus;
+        let m = std::sync::Arc::new(Membership::new(ReplicaConfig {
+            id: "b".into(),
+            min_hold: std::time::Duration::from_secs(60),
+            ..ReplicaConfig::default()
+        }));
+        m.mark_renewed();
+        let idx = ResourceIndex::with_membership(true, m.clone());
+        let mut c = cc("prod", "eth", None);
+        let now = std::time::SystemTime::now();
+        c.status = Some(CryptoClientStatus {
+            holder: Some(Holder {
+                replica: "a".into(),
+                session_id: "s".into(),
+                since: super::super::status::time_precise(now),
+            }),
+            ..Default::default()
+        });
+        idx.upsert(&c);
+        let reg = ClientRegistration::default();
+        // "a" is not a live peer: the client may move at once.
+        assert!(idx.admit("eth", &reg).is_ok());
+        m.observe(&k8s_openapi::api::coordination::v1::Lease {
+            metadata: Default::default(),
+            spec: Some(k8s_openapi::api::coordination::v1::LeaseSpec {
+                holder_identity: Some("a".into()),
+                lease_duration_seconds: Some(15),
+                renew_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+                    k8s_openapi::jiff::Timestamp::now(),
+                )),
+                ..Default::default()
+            }),
+        });
+        let e = idx.admit("eth", &reg).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unavailable);
+        assert!(e.message().contains("moved to replica a") && e.message().contains("retry"), "{}", e.message());
+        // Claimed long enough ago: it may move.
+        c.status.as_mut().unwrap().holder.as_mut().unwrap().since =
+            super::super::status::time_precise(now - std::time::Duration::from_secs(120));
+        idx.upsert(&c);
+        assert!(idx.admit("eth", &reg).is_ok());
     }
 
     #[test]

@@ -12,6 +12,9 @@ pub struct ControlMetrics {
     reconcile_err: IntCounter,
     reconcile_duration: Histogram,
     status_writes: IntCounter,
+    fenced_writes: IntCounter,
+    janitor_marks: IntCounter,
+    janitor: prometheus::IntGauge,
     invalid_resources: IntCounter,
     heartbeat_interval: prometheus::Gauge,
 }
@@ -39,6 +42,18 @@ impl ControlMetrics {
             "crypto_status_writes_total",
             "Status writes (server-side apply on /status) sent to the Kubernetes API.",
         )?)?;
+        let fenced_writes = r.register(IntCounter::new(
+            "crypto_status_writes_fenced_total",
+            "Status writes refused because the resource changed hands (or changed) since this replica read it; nothing was written.",
+        )?)?;
+        let janitor_marks = r.register(IntCounter::new(
+            "crypto_janitor_marks_total",
+            "Resources the janitor marked: Disconnected (holder gone) or Pending (never connected).",
+        )?)?;
+        let janitor = r.register(prometheus::IntGauge::new(
+            "crypto_janitor",
+            "1 on the replica that holds the janitor Lease.",
+        )?)?;
         let invalid_resources = r.register(IntCounter::new(
             "crypto_resources_invalid_total",
             "CryptoClient objects skipped because they could not be read.",
@@ -50,6 +65,9 @@ impl ControlMetrics {
              half of the reconcile capacity.",
         )?)?;
         Ok(Self {
+            fenced_writes,
+            janitor_marks,
+            janitor,
             heartbeat_interval,
             invalid_resources,
             reconcile_ok: reconciles.with_label_values(&["success"]),
@@ -82,5 +100,21 @@ impl ControlMetrics {
     /// Records one status write.
     pub fn status_written(&self) {
         self.status_writes.inc();
+    }
+
+    /// Records a status write its fence refused.
+    pub fn fenced_write(&self) {
+        self.fenced_writes.inc();
+    }
+
+    /// Records a janitor mark (which is also a status write).
+    pub fn janitor_mark(&self) {
+        self.janitor_marks.inc();
+        self.status_writes.inc();
+    }
+
+    /// Whether this replica is the janitor.
+    pub fn set_janitor(&self, janitor: bool) {
+        self.janitor.set(i64::from(janitor));
     }
 }

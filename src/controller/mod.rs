@@ -20,12 +20,16 @@
 mod acks;
 mod auth;
 mod bridge;
+mod budget;
 mod context;
 mod decide;
+mod fence;
 mod health;
 mod holder;
 mod index;
+mod janitor;
 mod leader;
+mod membership;
 mod metrics;
 mod pacing;
 mod reconcile;
@@ -39,9 +43,12 @@ pub use decide::{Action as CommandAction, Desired, decide};
 pub use health::ControllerHealth;
 pub use index::ResourceIndex;
 pub use leader::{LeaderConfig, LeaderState};
+pub use membership::{Membership, Peer, ReplicaConfig};
 pub use metrics::ControlMetrics;
 pub use pacing::paced_interval;
-pub use run::{ControllerConfig, DEFAULT_API_TIMEOUT, Wiring, run};
+pub use run::{
+    ControllerConfig, DEFAULT_API_TIMEOUT, DEFAULT_WRITE_BURST, DEFAULT_WRITE_QPS, Wiring, run,
+};
 pub use runtime::{ClientRuntime, SyncTracker};
 pub use status::{Observed, SessionView, compute_status, needs_write};
 
@@ -63,4 +70,8 @@ pub enum Error {
     /// The reconcile's API calls did not finish in time.
     #[error("reconcile did not finish within {0:?} (API server slow or unreachable)")]
     Timeout(std::time::Duration),
+    /// A fenced status write kept failing although this replica still
+    /// holds the resource (it changed under every retry).
+    #[error("status write fenced twice; retrying later")]
+    Fenced,
 }

@@ -1,18 +1,22 @@
-//! One reconcile of a `CryptoClient`: send the client the difference
-//! between spec and what it acked, reset a completed sync request, and
-//! write the status when (and only when) it changed, through server-side
-//! apply on `/status` with one field manager.
+//! One reconcile of a `CryptoClient` this replica holds (`holder.rs`):
+//! send the client the difference between spec and what it acked, reset a
+//! completed sync request, and write the status when (and only when) it
+//! changed, fenced (`fence.rs`) and within the write budget (`budget.rs`).
+//! A session that ended here gets its last write (Disconnected, claim
+//! released); resources held elsewhere, or by nobody, are not touched (the
+//! janitor looks after the unheld ones).
 
+use super::budget::WriteKind;
 use super::context::Ctx;
 use super::decide::{Action as Cmd, Desired, decide};
-use super::holder::held_session;
+use super::fence::{self, Fence, Written};
+use super::holder::{Hold, hold, holder_of};
 use super::runtime::{ClientRuntime, Inflight, Key, SyncTracker};
-use super::status::{Observed, SessionView, compute_status, needs_write, time};
-use super::{Error, FIELD_MANAGER, acks};
+use super::status::{Observed, SessionView, compute_status, time, write_kind};
+use super::{Error, acks};
 use crate::commands::{self, CommandKind, config_hash};
-use crate::crd::{CommandState, CryptoClient, LastCommand};
+use crate::crd::{CommandState, CryptoClient, Holder, LastCommand};
 use crate::streaming::Session;
-use kube::Resource;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use serde_json::json;
@@ -20,7 +24,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 fn view(s: &Session) -> SessionView {
     SessionView {
@@ -56,8 +60,20 @@ async fn reconcile_inner(obj: &CryptoClient, ctx: &Arc<Ctx>) -> Result<Action, E
     };
     let key: Key = (ns.clone(), name.clone());
     let client_id = obj.client_id().to_owned();
+    let session = match hold(&ctx.handle, &ctx.membership, obj) {
+        Hold::Session(s) => s,
+        Hold::Superseded(h) => {
+            info!(%client_id, by = %h.replica, "a newer session holds this client on another replica; ending ours");
+            ctx.handle.supersede(&client_id, &h.replica);
+            return Ok(Action::await_change());
+        }
+        Hold::Released(h) => {
+            release(ctx, obj, &key, &h).await?;
+            return Ok(Action::await_change());
+        }
+        Hold::Elsewhere => return Ok(Action::await_change()),
+    };
     let generation = obj.metadata.generation.unwrap_or(0);
-    let session = held_session(&ctx.handle, &client_id);
     let desired_map: HashMap<String, String> = obj
         .spec
         .config
@@ -80,6 +96,7 @@ async fn reconcile_inner(obj: &CryptoClient, ctx: &Arc<Ctx>) -> Result<Action, E
     if reset {
         let done = if obj.spec.sync_requested {
             let api: Api<CryptoClient> = Api::namespaced(ctx.client.clone(), &ns);
+            ctx.budget.transition().await;
             let patched = api
                 .patch(
                     &name,
@@ -97,60 +114,140 @@ async fn reconcile_inner(obj: &CryptoClient, ctx: &Arc<Ctx>) -> Result<Action, E
         });
     }
 
-    // Commands: only to a client this replica holds.
-    if let Some(s) = &session {
-        let plan = ctx.runtimes.with(&key, |rt| {
-            if rt.session_id.as_deref() != Some(&*s.session_id) {
-                rt.new_session(&s.session_id);
-            }
-            decide(&desired, rt, Instant::now())
-        });
-        for action in plan {
-            send(ctx, &key, obj, &client_id, &desired, &desired_map, action);
+    // Commands to the client this replica holds.
+    let plan = ctx.runtimes.with(&key, |rt| {
+        if rt.session_id.as_deref() != Some(&*session.session_id) {
+            rt.new_session(&session.session_id);
         }
-    } else {
-        ctx.handle.client_down(&ns, &name, &client_id);
-    }
-
-    // Status.
-    let now = SystemTime::now();
-    let (new_status, next_sync) = ctx.runtimes.with(&key, |rt| {
-        let seen = Observed {
-            session: session.as_deref().map(view),
-            runtime: rt,
-            desired_config_hash: &desired.config_hash,
-        };
-        (compute_status(obj, &seen, now), rt.sync.not_before)
+        decide(&desired, rt, Instant::now())
     });
-    if needs_write(obj.status.as_ref(), &new_status, ctx.status_every) {
-        let api: Api<CryptoClient> = Api::namespaced(ctx.client.clone(), &ns);
-        let patch = json!({
-            "apiVersion": CryptoClient::api_version(&()),
-            "kind": CryptoClient::kind(&()),
-            "status": serde_json::to_value(&new_status)?,
-        });
-        api.patch_status(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(patch),
-        )
-        .await?;
-        ctx.metrics.status_written();
-        debug!(namespace = %ns, %name, phase = ?new_status.phase, "status written");
+    for action in plan {
+        send(ctx, &key, obj, &client_id, &desired, &desired_map, action);
     }
 
-    let mut requeue = if session.is_some() {
-        let every = ctx.pacer.interval(ctx.handle.connected());
-        ctx.metrics.heartbeat_interval(every);
-        ctx.pacer.next_refresh(ctx.handle.connected())
-    } else {
-        Duration::from_secs(300)
-    };
+    // Status, claiming the resource for this session if the recorded
+    // holder is another (or none).
+    let ours = holder_of(&ctx.membership, &session);
+    write_held(ctx, obj, &key, &session, &ours, &desired.config_hash).await?;
+
+    let next_sync = ctx.runtimes.with(&key, |rt| rt.sync.not_before);
+    let connected = ctx.handle.connected();
+    let every = ctx.pacer.interval(connected);
+    ctx.metrics.heartbeat_interval(every);
+    let mut requeue = ctx.pacer.next_refresh(connected);
     if let Some(t) = next_sync {
         requeue =
             requeue.min(t.saturating_duration_since(Instant::now()) + Duration::from_millis(50));
     }
     Ok(Action::requeue(requeue))
+}
+
+/// Whether `recorded` is `ours` (the same replica and session).
+fn same_holder(recorded: Option<&Holder>, ours: &Holder) -> bool {
+    recorded.is_some_and(|h| h.replica == ours.replica && h.session_id == ours.session_id)
+}
+
+/// Writes the status of a resource this replica holds, if it changed.
+/// Fenced on the recorded holder (ours), or — a claim — on the
+/// resourceVersion it was read at. When the fence fails the resource is
+/// read again once: still claimable, the write is retried; claimed by a
+/// newer session elsewhere, the local session ends.
+async fn write_held(
+    ctx: &Arc<Ctx>,
+    obj: &CryptoClient,
+    key: &Key,
+    session: &Arc<Session>,
+    ours: &Holder,
+    desired_hash: &str,
+) -> Result<(), Error> {
+    let api: Api<CryptoClient> = Api::namespaced(ctx.client.clone(), &key.0);
+    let mut current = obj.clone();
+    for attempt in 0..2 {
+        let new_status = ctx.runtimes.with(key, |rt| {
+            let seen = Observed {
+                session: Some(view(session)),
+                runtime: rt,
+                desired_config_hash: desired_hash,
+                holder: Some(ours.clone()),
+            };
+            compute_status(&current, &seen, SystemTime::now())
+        });
+        let Some(kind) = write_kind(current.status.as_ref(), &new_status, ctx.status_every) else {
+            return Ok(());
+        };
+        let recorded = current.status.as_ref().and_then(|s| s.holder.as_ref());
+        let rv = current.metadata.resource_version.clone().unwrap_or_default();
+        let fence = if same_holder(recorded, ours) {
+            Fence::Holder(ours)
+        } else {
+            Fence::Version(&rv)
+        };
+        match kind {
+            WriteKind::Transition => ctx.budget.transition().await,
+            WriteKind::Refresh if !ctx.budget.try_refresh() => {
+                debug!(namespace = %key.0, name = %key.1, "heartbeat refresh shed (write budget)");
+                return Ok(());
+            }
+            WriteKind::Refresh => {}
+        }
+        match fence::write(&api, &key.1, &new_status, fence).await? {
+            Written::Accepted => {
+                ctx.metrics.status_written();
+                debug!(namespace = %key.0, name = %key.1, phase = ?new_status.phase, "status written");
+                return Ok(());
+            }
+            Written::Fenced => {
+                ctx.metrics.fenced_write();
+                debug!(namespace = %key.0, name = %key.1, attempt, "status write fenced; reading the resource again");
+                let Some(fresh) = api.get_opt(&key.1).await? else {
+                    return Ok(());
+                };
+                match hold(&ctx.handle, &ctx.membership, &fresh) {
+                    Hold::Session(s) if Arc::ptr_eq(&s, session) => current = fresh,
+                    Hold::Superseded(h) => {
+                        info!(client_id = %fresh.client_id(), by = %h.replica, "claimed by a newer session on another replica; ending ours");
+                        ctx.handle.supersede(fresh.client_id(), &h.replica);
+                        return Ok(());
+                    }
+                    _ => return Ok(()),
+                }
+            }
+        }
+    }
+    Err(Error::Fenced)
+}
+
+/// The last write of a session that ended on this replica: Disconnected,
+/// and the claim released — fenced on the claim being still ours (a client
+/// that already moved keeps its new holder's status).
+async fn release(ctx: &Arc<Ctx>, obj: &CryptoClient, key: &Key, recorded: &Holder) -> Result<(), Error> {
+    let desired_map: HashMap<String, String> = obj
+        .spec
+        .config
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let hash = config_hash(&desired_map);
+    let new_status = ctx.runtimes.with(key, |rt| {
+        let seen = Observed {
+            session: None,
+            runtime: rt,
+            desired_config_hash: &hash,
+            holder: None,
+        };
+        compute_status(obj, &seen, SystemTime::now())
+    });
+    ctx.budget.transition().await;
+    let api: Api<CryptoClient> = Api::namespaced(ctx.client.clone(), &key.0);
+    match fence::write(&api, &key.1, &new_status, Fence::Holder(recorded)).await? {
+        Written::Accepted => {
+            ctx.metrics.status_written();
+            debug!(namespace = %key.0, name = %key.1, "session ended; claim released");
+        }
+        Written::Fenced => ctx.metrics.fenced_write(),
+    }
+    ctx.runtimes.remove(key);
+    Ok(())
 }
 
 fn send(

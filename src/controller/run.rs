@@ -1,18 +1,24 @@
-//! Starts the control plane: optional leader election, then one
-//! kube-runtime Controller per watched namespace (or one for all), the
+//! Starts the control plane of one replica: its Lease and the watch of its
+//! peers' (`membership.rs`), the janitor election and the janitor
+//! (`janitor.rs`), and one kube-runtime Controller per watched namespace
+//! (or one for all) reconciling the resources this replica holds, with the
 //! event bridge and the ack tasks — all owned, all ended by one token.
+//! Every replica runs all of it; none stands by.
 
+use super::budget::WriteBudget;
 use super::context::Ctx;
 use super::health::ControllerHealth;
 use super::index::ResourceIndex;
 use super::leader::{self, LeaderConfig};
+use super::membership::{self, Membership, ReplicaConfig};
 use super::metrics::ControlMetrics;
 use super::reconcile::{error_policy, reconcile};
 use super::runtime::Runtimes;
-use super::{bridge, watch};
+use super::{bridge, janitor, watch};
 use crate::crd::CryptoClient;
 use crate::streaming::StreamingHandle;
 use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Config, Controller};
@@ -34,8 +40,6 @@ pub struct ControllerConfig {
     pub namespaces: Vec<String>,
     /// `lastHeartbeat` is written at most this often per client.
     pub status_heartbeat_interval: Duration,
-    /// Leader election; `None` when this is the only replica.
-    pub leader: Option<LeaderConfig>,
     /// Reconciles running at once.
     pub concurrency: u16,
     /// Longest a reconcile (its API calls) or a Kubernetes Event write may
@@ -43,7 +47,33 @@ pub struct ControllerConfig {
     /// API request that never answers cannot hold a resource (and every
     /// wake-up queued behind it) for kube's 295 s read timeout.
     pub api_timeout: Duration,
+    /// This replica, its Leases and its peers.
+    pub replica: ReplicaConfig,
+    /// Status writes per second the whole fleet may make (shared by the
+    /// live replicas).
+    pub write_qps: f64,
+    /// The fleet's write burst.
+    pub write_burst: u32,
 }
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            namespaces: Vec::new(),
+            status_heartbeat_interval: Duration::from_secs(30),
+            concurrency: 16,
+            api_timeout: DEFAULT_API_TIMEOUT,
+            replica: ReplicaConfig::default(),
+            write_qps: DEFAULT_WRITE_QPS,
+            write_burst: DEFAULT_WRITE_BURST,
+        }
+    }
+}
+
+/// Default of [`ControllerConfig::write_qps`].
+pub const DEFAULT_WRITE_QPS: f64 = 100.0;
+/// Default of [`ControllerConfig::write_burst`].
+pub const DEFAULT_WRITE_BURST: u32 = 500;
 
 /// Default of [`ControllerConfig::api_timeout`].
 pub const DEFAULT_API_TIMEOUT: Duration = Duration::from_secs(30);
@@ -61,88 +91,65 @@ pub struct Wiring {
     pub metrics: Arc<ControlMetrics>,
     /// The controller's part of readiness.
     pub health: Arc<ControllerHealth>,
+    /// This replica and its peers.
+    pub membership: Arc<Membership>,
 }
 
-/// Runs the control plane until `stop`.
+/// Runs the control plane until `stop`; this replica's Lease is released
+/// last.
 pub async fn run(w: Wiring, cfg: ControllerConfig, stop: CancellationToken) {
-    let Wiring {
-        client,
-        handle,
-        index,
-        metrics,
-        health: ready,
-    } = w;
-    let (leader_tx, mut leading) = tokio_watch::channel(cfg.leader.is_none());
     let tasks = TaskTracker::new();
-    if let Some(lc) = cfg.leader.clone() {
-        let api = Api::namespaced(client.clone(), &lc.namespace);
-        tasks.spawn(leader::run(api, lc, leader_tx, stop.clone()));
-    }
-    loop {
-        // Wait to lead.
-        index.set_admitting(false);
-        ready.set_leader(false);
-        while !*leading.borrow_and_update() {
-            tokio::select! {
-                _ = stop.cancelled() => return finish(tasks).await,
-                changed = leading.changed() => if changed.is_err() { return finish(tasks).await },
-            }
-        }
-        ready.set_leader(true);
-        let term = stop.child_token();
-        let lost = {
-            let term = term.clone();
-            let mut leading = leading.clone();
-            async move {
-                tokio::select! {
-                    _ = term.cancelled() => false,
-                    _ = leading.wait_for(|l| !*l) => true,
-                }
-            }
-        };
-        let running = lead(
-            Wiring {
-                client: client.clone(),
-                handle: handle.clone(),
-                index: index.clone(),
-                metrics: metrics.clone(),
-                health: ready.clone(),
-            },
-            &cfg,
-            term.clone(),
-        );
-        tokio::pin!(running);
-        let lost_lease = tokio::select! {
-            _ = &mut running => false,
-            l = lost => l,
-        };
-        term.cancel();
-        running.await;
-        if !lost_lease {
-            return finish(tasks).await;
-        }
-        warn!(
-            "leadership lost: reconciling stopped; ending every session so clients reconnect to the new leader"
-        );
-        index.set_admitting(false);
-        ready.set_leader(false);
-        handle.kick_all("this replica lost the leadership");
-    }
-}
-
-async fn finish(tasks: TaskTracker) {
+    let leases: Api<Lease> = Api::namespaced(w.client.clone(), &cfg.replica.lease_namespace);
+    // The replica Lease outlives everything else of the controller.
+    let lease_stop = CancellationToken::new();
+    let lease = tokio::spawn(membership::keep_lease(
+        leases.clone(),
+        w.membership.clone(),
+        {
+            let handle = w.handle.clone();
+            move || handle.connected()
+        },
+        lease_stop.clone(),
+    ));
+    tasks.spawn(membership::watch_peers(
+        leases.clone(),
+        w.membership.clone(),
+        stop.clone(),
+    ));
+    let (janitor_tx, janitor_rx) = tokio_watch::channel(false);
+    tasks.spawn(leader::run(
+        leases,
+        LeaderConfig {
+            namespace: cfg.replica.lease_namespace.clone(),
+            name: cfg.replica.janitor_lease_name(),
+            identity: cfg.replica.id.clone(),
+            lease_duration: cfg.replica.lease_duration,
+        },
+        janitor_tx,
+        stop.clone(),
+    ));
+    reconcile_all(w, &cfg, janitor_rx, stop.clone(), &tasks).await;
     tasks.close();
     tasks.wait().await;
+    lease_stop.cancel();
+    let _ = lease.await;
 }
 
-/// Runs the controllers while this replica leads (until `term`).
-async fn lead(w: Wiring, cfg: &ControllerConfig, term: CancellationToken) {
+/// Runs the controllers and the janitor until `term`.
+async fn reconcile_all(
+    w: Wiring,
+    cfg: &ControllerConfig,
+    janitor_rx: tokio_watch::Receiver<bool>,
+    term: CancellationToken,
+    tasks: &TaskTracker,
+) {
     let Wiring {
         client,
         handle,
         index,
         metrics,
         health: ready,
+        membership,
     } = w;
     let scopes: Vec<Option<String>> = if cfg.namespaces.is_empty() {
         vec![None]
@@ -158,7 +165,7 @@ async fn lead(w: Wiring, cfg: &ControllerConfig, term: CancellationToken) {
     }
     let reporter = Reporter {
         controller: "crypto-operator".into(),
-        instance: cfg.leader.as_ref().map(|l| l.identity.clone()),
+        instance: Some(cfg.replica.id.clone()),
     };
     let ctx = Arc::new(Ctx {
         recorder: Recorder::new(client.clone(), reporter),
@@ -173,12 +180,15 @@ async fn lead(w: Wiring, cfg: &ControllerConfig, term: CancellationToken) {
         api_timeout: cfg.api_timeout,
         stop: term.clone(),
         metrics,
+        budget: WriteBudget::new(cfg.write_qps, cfg.write_burst, membership.clone()),
+        membership,
     });
     ctx.tasks.spawn(bridge::run(
         ctx.clone(),
         handle.subscribe_to(crate::streaming::Interest::Lifecycle),
         term.clone(),
     ));
+    tasks.spawn(janitor::run(ctx.clone(), janitor_rx, term.clone()));
 
     let mut controllers = Vec::new();
     let mut stores = Vec::new();

@@ -5,8 +5,8 @@
 //! when nothing changed.
 
 use super::runtime::{ClientRuntime, MAX_SYNC_ATTEMPTS};
-use crate::crd::{CryptoClient, CryptoClientStatus, PendingSync, Phase, SessionStatus};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use crate::crd::{CryptoClient, CryptoClientStatus, Holder, PendingSync, Phase, SessionStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
 use k8s_openapi::jiff::Timestamp;
 use std::time::{Duration, SystemTime};
 
@@ -38,6 +38,9 @@ pub struct Observed<'a> {
     pub runtime: &'a ClientRuntime,
     /// The desired config's hash.
     pub desired_config_hash: &'a str,
+    /// The holder to record: this replica's session, or none (the session
+    /// ended, or nobody holds the client).
+    pub holder: Option<Holder>,
 }
 
 /// A `Time` from a `SystemTime`, in whole seconds: Kubernetes serialises
@@ -48,6 +51,14 @@ pub fn time(t: SystemTime) -> Time {
     let ts = Timestamp::new(i64::try_from(d.as_secs()).unwrap_or(i64::MAX), 0)
         .unwrap_or(Timestamp::UNIX_EPOCH);
     Time(ts)
+}
+
+/// A `MicroTime` from a `SystemTime`, to the microsecond (what Kubernetes
+/// keeps of a `MicroTime`, so a written holder reads back equal).
+pub fn time_precise(t: SystemTime) -> MicroTime {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let micros = i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+    MicroTime(Timestamp::from_microsecond(micros).unwrap_or(Timestamp::UNIX_EPOCH))
 }
 
 fn system_time(t: &Time) -> SystemTime {
@@ -282,6 +293,7 @@ pub fn compute_status(
         last_sync: rt.sync.completed_at.clone().or(old.last_sync.clone()),
         last_command: rt.last_command.clone().or(old.last_command),
         pending_sync,
+        holder: seen.holder.clone(),
     }
 }
 
@@ -297,21 +309,36 @@ pub fn needs_write(
     new: &CryptoClientStatus,
     heartbeat_every: Duration,
 ) -> bool {
-    let Some(old) = old else { return true };
+    write_kind(old, new, heartbeat_every).is_some()
+}
+
+/// What a write of `new` over `old` would be: a transition (anything but
+/// `lastHeartbeat` changed), a refresh (only `lastHeartbeat`, at least
+/// `heartbeat_every` newer), or nothing to write.
+pub(crate) fn write_kind(
+    old: Option<&CryptoClientStatus>,
+    new: &CryptoClientStatus,
+    heartbeat_every: Duration,
+) -> Option<super::budget::WriteKind> {
+    use super::budget::WriteKind;
+    let Some(old) = old else {
+        return Some(WriteKind::Transition);
+    };
     let mut old_no_hb = old.clone();
     old_no_hb.last_heartbeat = None;
     let mut new_no_hb = new.clone();
     new_no_hb.last_heartbeat = None;
     if old_no_hb != new_no_hb {
-        return true;
+        return Some(WriteKind::Transition);
     }
-    match (&old.last_heartbeat, &new.last_heartbeat) {
+    let refresh = match (&old.last_heartbeat, &new.last_heartbeat) {
         (None, Some(_)) => true,
         (Some(o), Some(n)) => system_time(n)
             .duration_since(system_time(o))
             .is_ok_and(|d| d >= heartbeat_every),
         _ => false,
-    }
+    };
+    refresh.then_some(WriteKind::Refresh)
 }
 
 #[cfg(test)]
@@ -351,6 +378,7 @@ mod tests {
             session: s,
             runtime: &rt,
             desired_config_hash: "h",
+            holder: None,
         };
         assert_eq!(
             compute_status(&obj(None), &seen(None), now).phase,
@@ -377,6 +405,7 @@ mod tests {
                 session: Some(session(false, now)),
                 runtime: &paused_rt,
                 desired_config_hash: "h",
+                holder: None,
             },
             now,
         );
@@ -394,6 +423,7 @@ mod tests {
                 session: Some(session(false, t1)),
                 runtime: &rt,
                 desired_config_hash: "h",
+                holder: None,
             },
             t1,
         );
@@ -403,6 +433,7 @@ mod tests {
                 session: Some(session(false, t2)),
                 runtime: &rt,
                 desired_config_hash: "h",
+                holder: None,
             },
             t2,
         );
@@ -416,6 +447,7 @@ mod tests {
                 session: Some(session(true, t1)),
                 runtime: &rt,
                 desired_config_hash: "h",
+                holder: None,
             },
             t2,
         );
@@ -440,6 +472,7 @@ mod tests {
                 session: Some(session(false, now)),
                 runtime: &acked,
                 desired_config_hash: "h1",
+                holder: None,
             },
             now,
         );
@@ -451,6 +484,7 @@ mod tests {
                 session: Some(session(false, now)),
                 runtime: &acked,
                 desired_config_hash: "h2",
+                holder: None,
             },
             now,
         );
@@ -465,6 +499,7 @@ mod tests {
                 session: Some(session(false, now)),
                 runtime: &failed,
                 desired_config_hash: "h2",
+                holder: None,
             },
             now,
         );
@@ -489,6 +524,7 @@ mod tests {
                     session: Some(session(stale, hb)),
                     runtime: &rt,
                     desired_config_hash: "h",
+                    holder: None,
                 },
                 t1,
             )

@@ -48,6 +48,16 @@ pub(crate) fn forget(ctx: &Ctx, namespace: &str, name: &str) {
 }
 
 fn index(ctx: &Ctx, obj: &CryptoClient) {
+    // Another replica claimed this client for a newer session: ours ends
+    // (status-only changes wake no reconcile, so the watch does it).
+    if let Some(h) = obj.status.as_ref().and_then(|s| s.holder.as_ref())
+        && h.replica != ctx.membership.me()
+        && let Some(local) = ctx.handle.session(obj.client_id())
+        && super::holder::newer_than(h, ctx.membership.me(), local.connected_at)
+    {
+        info!(client_id = %obj.client_id(), by = %h.replica, "claimed by a newer session on another replica; ending ours");
+        ctx.handle.supersede(obj.client_id(), &h.replica);
+    }
     match ctx.index.upsert(obj) {
         Indexed::Ok => {}
         Indexed::ClientIdChanged(old) => {

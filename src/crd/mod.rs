@@ -3,7 +3,7 @@
 //! `crypto-operator crd` prints the CRD generated from these types;
 //! `crds/cryptoclient.yaml` is that output, checked in.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
 use kube::CustomResource;
 use kube::CustomResourceExt;
 use schemars::JsonSchema;
@@ -26,7 +26,8 @@ use std::collections::BTreeMap;
     printcolumn = r#"{"name":"Paused","type":"boolean","jsonPath":".status.paused"}"#,
     printcolumn = r#"{"name":"Last Heartbeat","type":"date","jsonPath":".status.lastHeartbeat"}"#,
     printcolumn = r#"{"name":"Version","type":"string","jsonPath":".status.session.version"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Replica","type":"string","jsonPath":".status.holder.replica","priority":1}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct CryptoClientSpec {
@@ -174,6 +175,24 @@ pub struct CryptoClientStatus {
     /// command id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_sync: Option<PendingSync>,
+    /// The replica that holds the client's session. Every status write of
+    /// a holder asserts it still holds it; a replica claims it when the
+    /// client registers there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<Holder>,
+}
+
+/// Which replica holds a client's session.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Holder {
+    /// The replica's id (its pod name).
+    pub replica: String,
+    /// The session it holds.
+    pub session_id: String,
+    /// When the session registered, to the microsecond (the newer session
+    /// wins).
+    pub since: MicroTime,
 }
 
 /// A requested wallet sync that has not been acked yet.

@@ -15,7 +15,8 @@ use crate::api;
 use crate::auth::TokensAuth;
 use crate::centrifugo::{CentrifugoMetrics, Monitor, Publisher};
 use crate::controller::{
-    self, ControlMetrics, ControllerConfig, ControllerHealth, ResourceIndex, SecretAuth,
+    self, ControlMetrics, ControllerConfig, ControllerHealth, Membership, ResourceIndex,
+    SecretAuth,
 };
 use crate::http::{self, Readiness, ReadinessGate};
 use crate::market::{Catalog, Market, MarketLimits};
@@ -81,6 +82,8 @@ enum Plane {
         client: kube::Client,
         /// Client id -> resource: the core's admission policy.
         index: Arc<ResourceIndex>,
+        /// This replica and its peers.
+        membership: Arc<Membership>,
         controller: ControllerConfig,
     },
 }
@@ -89,12 +92,16 @@ impl Plane {
     fn new(mode: &Mode) -> Self {
         match mode {
             Mode::Standalone => Self::Standalone,
-            Mode::Cluster(c) => Self::Cluster {
-                client: c.client.clone(),
-                // Nobody is admitted before this replica leads and has synced.
-                index: Arc::new(ResourceIndex::new(false)),
-                controller: c.controller.clone(),
-            },
+            Mode::Cluster(c) => {
+                let membership = Arc::new(Membership::new(c.controller.replica.clone()));
+                Self::Cluster {
+                    client: c.client.clone(),
+                    // Nobody is admitted before this replica has synced.
+                    index: Arc::new(ResourceIndex::with_membership(false, membership.clone())),
+                    membership,
+                    controller: c.controller.clone(),
+                }
+            }
         }
     }
 
@@ -159,12 +166,17 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
     let grpc_addr = grpc_listener.local_addr().map_err(ServerError::Http)?;
     let http_addr = http_listener.local_addr().map_err(ServerError::Http)?;
 
-    let controller_health = Arc::new(ControllerHealth::default());
-    let gates: Vec<ReadinessGate> = match &plane {
-        Plane::Standalone => Vec::new(),
-        Plane::Cluster { .. } => {
-            let h = controller_health.clone();
-            vec![Arc::new(move || h.not_ready())]
+    let (gates, controller_health): (Vec<ReadinessGate>, _) = match &plane {
+        Plane::Standalone => (Vec::new(), None),
+        Plane::Cluster { membership, .. } => {
+            // Where the other replicas reach this one: the flag, else
+            // $POD_IP, else the bound address, on the bound gRPC port.
+            if membership.advertise().is_empty() {
+                membership.set_advertise(advertise_addr(grpc_addr));
+            }
+            let h = Arc::new(ControllerHealth::new(membership.clone()));
+            let gate = h.clone();
+            (vec![Arc::new(move || gate.not_ready()) as ReadinessGate], Some(h))
         }
     };
     let ready = Arc::new(Readiness::new(gates));
@@ -184,23 +196,28 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
     ready.set_grpc_serving(true);
 
     let controller_stop = CancellationToken::new();
-    let controller = match plane {
-        Plane::Standalone => None,
-        Plane::Cluster {
-            client,
-            index,
-            controller,
-        } => Some(tokio::spawn(controller::run(
+    let controller = match (plane, controller_health) {
+        (
+            Plane::Cluster {
+                client,
+                index,
+                membership,
+                controller,
+            },
+            Some(health),
+        ) => Some(tokio::spawn(controller::run(
             controller::Wiring {
                 client,
                 handle: handle.clone(),
                 index,
                 metrics: control_metrics,
-                health: controller_health,
+                health,
+                membership,
             },
             controller,
             controller_stop.clone(),
         ))),
+        _ => None,
     };
     let shutdown = CancellationToken::new();
     let http_router = http::router(metrics.clone(), ready.clone()).merge(api::router(
@@ -244,6 +261,26 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         shutdown,
         task,
     })
+}
+
+/// `$POD_IP` (or the bound IP, or loopback when bound to all addresses)
+/// and the bound gRPC port.
+fn advertise_addr(grpc: SocketAddr) -> String {
+    let ip = std::env::var("POD_IP")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| {
+            if grpc.ip().is_unspecified() {
+                "127.0.0.1".to_owned()
+            } else {
+                grpc.ip().to_string()
+            }
+        });
+    if ip.contains(':') {
+        format!("[{ip}]:{}", grpc.port())
+    } else {
+        format!("{ip}:{}", grpc.port())
+    }
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {

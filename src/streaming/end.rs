@@ -11,6 +11,9 @@ pub enum EndReason {
     Transport,
     /// A newer session registered with the same client id.
     Superseded,
+    /// A newer session for the same client id registered on another
+    /// replica (named).
+    SupersededBy(String),
     /// No heartbeat for `dead_after`.
     HeartbeatTimeout,
     /// The client broke a session rule; the stream ends with this status.
@@ -29,7 +32,7 @@ impl EndReason {
         match self {
             Self::ClientClosed => "client_closed",
             Self::Transport => "transport",
-            Self::Superseded => "superseded",
+            Self::Superseded | Self::SupersededBy(_) => "superseded",
             Self::HeartbeatTimeout => "heartbeat_timeout",
             Self::ProtocolViolation(..) => "protocol_violation",
             Self::Kicked(_) => "kicked",
@@ -57,6 +60,9 @@ impl EndReason {
             Self::Superseded => Some(Status::aborted(
                 "superseded: a newer session registered with this client_id",
             )),
+            Self::SupersededBy(replica) => Some(Status::aborted(format!(
+                "superseded by replica {replica}: a newer session registered there with this client_id"
+            ))),
             Self::HeartbeatTimeout => Some(Status::deadline_exceeded(
                 "no heartbeat within dead_after; session ended",
             )),
@@ -71,6 +77,7 @@ impl std::fmt::Display for EndReason {
         match self {
             Self::ProtocolViolation(code, msg) => write!(f, "protocol violation ({code:?}): {msg}"),
             Self::Kicked(why) => write!(f, "kicked: {why}"),
+            Self::SupersededBy(replica) => write!(f, "superseded by replica {replica}"),
             other => f.write_str(other.label()),
         }
     }

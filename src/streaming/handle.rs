@@ -240,6 +240,19 @@ impl StreamingHandle {
         self.send(client_id, commands::new(command), None)
     }
 
+    /// Ends the session of `client_id` because a newer one registered on
+    /// replica `by` (ABORTED, "superseded by replica …"); `false` when there
+    /// was none.
+    pub fn supersede(&self, client_id: &str, by: &str) -> bool {
+        match self.session(client_id) {
+            Some(s) => {
+                s.end(EndReason::SupersededBy(by.to_owned()));
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Ends the session of `client_id`, if any.
     pub fn kick(&self, client_id: &str, why: &str) -> bool {
         match self.session(client_id) {

@@ -1,11 +1,12 @@
 //! Per-client series (`crypto_client_up`,
 //! `crypto_client_last_heartbeat_timestamp_seconds`,
 //! `crypto_client_commands_timed_out_total`). A session resolves its label
-//! handles once, at registration. Standalone: the series carry `client_id`
-//! and are removed when the session ends. Cluster mode: they carry
-//! `namespace`, `name`, `client_id`; when the session ends `up` drops to 0
-//! and the heartbeat series is removed (so a gone client alerts as Down, not
-//! also as Stale); the controller removes the rest when the resource goes.
+//! handles once, at registration. Standalone: the series carry `client_id`.
+//! Cluster mode: they carry `namespace`, `name`, `client_id`. Only the
+//! replica holding a session exports its series, and removes them when the
+//! session ends; in cluster mode the janitor then exports `up 0` (so a gone
+//! client alerts as Down, not also as Stale, and no two replicas export the
+//! same client).
 
 use crate::metrics::Registry;
 use prometheus::{Gauge, GaugeVec, IntCounter, IntCounterVec, Opts};
@@ -86,10 +87,8 @@ impl ClientSeriesFamily {
     /// The series of a newly registered client, marked up.
     pub(crate) fn for_client(&self, values: Vec<String>) -> SessionSeries {
         let refs: Vec<&str> = values.iter().map(String::as_str).collect();
-        let up = self.up.with_label_values(&refs);
-        up.set(1.0);
+        self.up.with_label_values(&refs).set(1.0);
         SessionSeries {
-            up,
             last_heartbeat: self.last_heartbeat.with_label_values(&refs),
             timed_out: self.timed_out.with_label_values(&refs),
             family: self.clone(),
@@ -113,7 +112,6 @@ impl ClientSeriesFamily {
 
 /// A session's resolved per-client series.
 pub struct SessionSeries {
-    up: Gauge,
     last_heartbeat: Gauge,
     timed_out: IntCounter,
     family: ClientSeriesFamily,
@@ -129,15 +127,11 @@ impl SessionSeries {
         self.timed_out.inc();
     }
 
-    /// The session ended and no newer one exists for the client.
+    /// The session ended and no newer one exists for the client: its
+    /// series go (only the replica holding a client exports them; in
+    /// cluster mode the janitor exports `up 0` for clients nobody holds).
     pub(crate) fn ended(&self) {
         let refs: Vec<&str> = self.values.iter().map(String::as_str).collect();
-        match self.family.labels {
-            ClientLabels::Standalone => self.family.forget(&refs),
-            ClientLabels::Cluster => {
-                self.up.set(0.0);
-                let _ = self.family.last_heartbeat.remove_label_values(&refs);
-            }
-        }
+        self.family.forget(&refs);
     }
 }

@@ -514,9 +514,9 @@ async fn resource_managed_fields_are_409_in_cluster_mode() {
             controller: ControllerConfig {
                 namespaces: Vec::new(),
                 status_heartbeat_interval: Duration::from_secs(30),
-                leader: None,
                 concurrency: 4,
                 api_timeout: crypto_operator::controller::DEFAULT_API_TIMEOUT,
+                ..ControllerConfig::default()
             },
         }),
         api: with_token(),

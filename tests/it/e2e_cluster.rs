@@ -75,9 +75,9 @@ impl RealCluster {
                 controller: ControllerConfig {
                     namespaces: vec![self.ns.clone()],
                     status_heartbeat_interval: Duration::from_secs(30),
-                    leader: None,
                     concurrency: 8,
                     api_timeout: crypto_operator::controller::DEFAULT_API_TIMEOUT,
+                    ..ControllerConfig::default()
                 },
             }),
             ..test_config(calm_config())

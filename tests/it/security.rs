@@ -258,9 +258,9 @@ async fn cluster_tokens_come_from_the_resources_secret_and_bind_to_its_client() 
             controller: ControllerConfig {
                 namespaces: vec![],
                 status_heartbeat_interval: Duration::from_secs(30),
-                leader: None,
                 concurrency: 4,
                 api_timeout: crypto_operator::controller::DEFAULT_API_TIMEOUT,
+                ..ControllerConfig::default()
             },
         }),
         security: SecurityConfig {
