@@ -235,7 +235,8 @@ impl ClusterArgs {
         let agent = format!("crypto-operator/{} ({id})", env!("CARGO_PKG_VERSION"));
         config.headers.push((
             axum::http::header::USER_AGENT,
-            axum::http::HeaderValue::from_str(&agent).map_err(|_| format!("--replica-id {id:?} cannot go in a User-Agent"))?,
+            axum::http::HeaderValue::from_str(&agent)
+                .map_err(|_| format!("--replica-id {id:?} cannot go in a User-Agent"))?,
         ));
         let default_ns = config.default_namespace.clone();
         let client = kube::Client::try_from(config)?;
@@ -259,10 +260,7 @@ impl ClusterArgs {
                 replica: ReplicaConfig {
                     id,
                     advertise: self.advertise_addr.clone(),
-                    lease_namespace: self
-                        .lease_namespace
-                        .clone()
-                        .unwrap_or(default_ns),
+                    lease_namespace: self.lease_namespace.clone().unwrap_or(default_ns),
                     lease_prefix: self.lease_prefix.clone(),
                     lease_duration: self.lease_duration,
                     min_hold: self.min_hold,
@@ -288,7 +286,9 @@ fn replica_id(flag: Option<&str>) -> Result<String, String> {
         .filter(|s| !s.is_empty())
         .ok_or("no replica id: pass --replica-id (or set POD_NAME)")?;
     let ok = id.len() <= 63
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
         && !id.starts_with('-')
         && !id.ends_with('-');
     if !ok {

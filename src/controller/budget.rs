@@ -60,7 +60,10 @@ impl WriteBudget {
     /// one is there.
     fn take(&self, kind: WriteKind) -> Result<(), Duration> {
         let (rate, cap) = self.share();
-        let mut b = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        let mut b = self
+            .bucket
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
         b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(cap);
         b.at = now;
@@ -111,12 +114,21 @@ mod tests {
         for _ in 0..5 {
             assert!(b.take(WriteKind::Transition).is_ok());
         }
-        assert!(b.take(WriteKind::Transition).is_err(), "the bucket is empty");
+        assert!(
+            b.take(WriteKind::Transition).is_err(),
+            "the bucket is empty"
+        );
         // An empty bucket: a transition waits for the next token (0.1 s at
         // 10/s) instead of failing.
         let before = Instant::now();
         b.transition().await;
-        assert!(before.elapsed() <= Duration::from_millis(500), "waited for one token");
-        assert!(!b.try_refresh(), "no refresh while transitions drain the bucket");
+        assert!(
+            before.elapsed() <= Duration::from_millis(500),
+            "waited for one token"
+        );
+        assert!(
+            !b.try_refresh(),
+            "no refresh while transitions drain the bucket"
+        );
     }
 }

@@ -28,7 +28,10 @@ pub(crate) enum Written {
 }
 
 /// The JSON Patch of a fenced write of `status`.
-pub(crate) fn patch(status: &CryptoClientStatus, fence: Fence<'_>) -> Result<Value, serde_json::Error> {
+pub(crate) fn patch(
+    status: &CryptoClientStatus,
+    fence: Fence<'_>,
+) -> Result<Value, serde_json::Error> {
     let mut ops = match fence {
         Fence::Holder(h) => vec![
             json!({"op": "test", "path": "/status/holder/replica", "value": h.replica}),
@@ -54,7 +57,10 @@ pub(crate) async fn write(
         field_manager: Some(super::FIELD_MANAGER.to_owned()),
         ..PatchParams::default()
     };
-    match api.patch_status(name, &params, &Patch::Json::<()>(ops)).await {
+    match api
+        .patch_status(name, &params, &Patch::Json::<()>(ops))
+        .await
+    {
         Ok(_) => Ok(Written::Accepted),
         Err(kube::Error::Api(s)) if s.code == 422 || s.code == 409 => Ok(Written::Fenced),
         Err(e) => Err(e.into()),
@@ -74,11 +80,17 @@ mod tests {
         };
         let st = CryptoClientStatus::default();
         let p = patch(&st, Fence::Holder(&h)).unwrap();
-        assert_eq!(p[0], json!({"op": "test", "path": "/status/holder/replica", "value": "a"}));
+        assert_eq!(
+            p[0],
+            json!({"op": "test", "path": "/status/holder/replica", "value": "a"})
+        );
         assert_eq!(p[1]["value"], "s-1");
         assert_eq!(p[2]["op"], "add");
         let p = patch(&st, Fence::Version("42")).unwrap();
-        assert_eq!(p[0], json!({"op": "test", "path": "/metadata/resourceVersion", "value": "42"}));
+        assert_eq!(
+            p[0],
+            json!({"op": "test", "path": "/metadata/resourceVersion", "value": "42"})
+        );
         assert_eq!(p.as_array().unwrap().len(), 2);
     }
 }

@@ -260,7 +260,10 @@ fn flap_wait(m: &Membership, h: &Holder) -> Option<std::time::Duration> {
     }
     let since = std::time::SystemTime::from(h.since.0);
     let held_for = since.elapsed().unwrap_or_default();
-    m.config().min_hold.checked_sub(held_for).filter(|w| !w.is_zero())
+    m.config()
+        .min_hold
+        .checked_sub(held_for)
+        .filter(|w| !w.is_zero())
 }
 
 #[cfg(test)]
@@ -336,7 +339,11 @@ mod tests {
         });
         let e = idx.admit("eth", &reg).unwrap_err();
         assert_eq!(e.code(), tonic::Code::Unavailable);
-        assert!(e.message().contains("moved to replica a") && e.message().contains("retry"), "{}", e.message());
+        assert!(
+            e.message().contains("moved to replica a") && e.message().contains("retry"),
+            "{}",
+            e.message()
+        );
         // Claimed long enough ago: it may move.
         c.status.as_mut().unwrap().holder.as_mut().unwrap().since =
             super::super::status::time_precise(now - std::time::Duration::from_secs(120));

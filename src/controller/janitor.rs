@@ -31,7 +31,11 @@ type ResourceKey = (String, String, String);
 
 /// Runs until `stop`; sweeps while `elected` says this replica is the
 /// janitor.
-pub(crate) async fn run(ctx: Arc<Ctx>, mut elected: watch::Receiver<bool>, stop: CancellationToken) {
+pub(crate) async fn run(
+    ctx: Arc<Ctx>,
+    mut elected: watch::Receiver<bool>,
+    stop: CancellationToken,
+) {
     loop {
         while !*elected.borrow_and_update() {
             tokio::select! {
@@ -167,7 +171,9 @@ async fn mark(ctx: &Ctx, r: &ResourceRef) -> Result<(), super::Error> {
         Written::Accepted => {
             ctx.metrics.janitor_mark();
             match &recorded {
-                Some(h) => info!(namespace = %r.namespace, name = %r.name, holder = %h.replica, "holder gone; marked Disconnected"),
+                Some(h) => {
+                    info!(namespace = %r.namespace, name = %r.name, holder = %h.replica, "holder gone; marked Disconnected")
+                }
                 None => debug!(namespace = %r.namespace, name = %r.name, "marked Pending"),
             }
         }

@@ -143,14 +143,17 @@ impl Membership {
 
     /// Sets where peers reach this replica (once the gRPC port is bound).
     pub fn set_advertise(&self, addr: String) {
-        *self.advertise.write().unwrap_or_else(|e| e.into_inner()) = addr;
+        *self
+            .advertise
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = addr;
     }
 
     /// Where peers reach this replica.
     pub fn advertise(&self) -> String {
         self.advertise
             .read()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
 
@@ -163,16 +166,25 @@ impl Membership {
 
     /// When this replica last renewed its Lease.
     pub fn last_renewal(&self) -> Option<Instant> {
-        *self.renewed.lock().unwrap_or_else(|e| e.into_inner())
+        *self
+            .renewed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub(crate) fn mark_renewed(&self) {
-        *self.renewed.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        *self
+            .renewed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
     }
 
     /// The live peers (other replicas), sorted by id.
     pub fn peers(&self) -> Vec<Peer> {
-        let peers = self.peers.read().unwrap_or_else(|e| e.into_inner());
+        let peers = self
+            .peers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut out: Vec<Peer> = peers
             .values()
             .filter(|s| s.peer.id != self.cfg.id && s.observed.elapsed() < s.duration)
@@ -189,7 +201,7 @@ impl Membership {
         }
         self.peers
             .read()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(id)
             .is_some_and(|s| s.observed.elapsed() < s.duration)
     }
@@ -218,7 +230,10 @@ impl Membership {
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(0),
         };
-        let mut peers = self.peers.write().unwrap_or_else(|e| e.into_inner());
+        let mut peers = self
+            .peers
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let fresh_by_wall_clock = spec.renew_time.as_ref().is_some_and(|t| {
             let age = k8s_openapi::jiff::Timestamp::now().duration_since(t.0);
             age.as_secs() < i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
@@ -230,7 +245,9 @@ impl Membership {
             // A new renewal, or (first sight) a recent one.
             Some(_) => Instant::now(),
             None if fresh_by_wall_clock => Instant::now(),
-            None => Instant::now().checked_sub(duration).unwrap_or_else(Instant::now),
+            None => Instant::now()
+                .checked_sub(duration)
+                .unwrap_or_else(Instant::now),
         };
         peers.insert(
             id,
@@ -247,7 +264,7 @@ impl Membership {
         if let Some(id) = lease.spec.as_ref().and_then(|s| s.holder_identity.clone()) {
             self.peers
                 .write()
-                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .remove(&id);
         }
     }
@@ -409,7 +426,9 @@ mod tests {
         let now = k8s_openapi::jiff::Timestamp::now();
         m.observe(&lease("b", Some(now), 15));
         // Renewed an hour ago by its own clock: not live on first sight.
-        let old = now.checked_sub(k8s_openapi::jiff::SignedDuration::from_hours(1)).unwrap();
+        let old = now
+            .checked_sub(k8s_openapi::jiff::SignedDuration::from_hours(1))
+            .unwrap();
         m.observe(&lease("c", Some(old), 15));
         assert_eq!(
             m.peers(),

@@ -176,7 +176,11 @@ async fn write_held(
             return Ok(());
         };
         let recorded = current.status.as_ref().and_then(|s| s.holder.as_ref());
-        let rv = current.metadata.resource_version.clone().unwrap_or_default();
+        let rv = current
+            .metadata
+            .resource_version
+            .clone()
+            .unwrap_or_default();
         let fence = if same_holder(recorded, ours) {
             Fence::Holder(ours)
         } else {
@@ -220,7 +224,12 @@ async fn write_held(
 /// The last write of a session that ended on this replica: Disconnected,
 /// and the claim released — fenced on the claim being still ours (a client
 /// that already moved keeps its new holder's status).
-async fn release(ctx: &Arc<Ctx>, obj: &CryptoClient, key: &Key, recorded: &Holder) -> Result<(), Error> {
+async fn release(
+    ctx: &Arc<Ctx>,
+    obj: &CryptoClient,
+    key: &Key,
+    recorded: &Holder,
+) -> Result<(), Error> {
     let desired_map: HashMap<String, String> = obj
         .spec
         .config

@@ -15,8 +15,7 @@ use crate::api;
 use crate::auth::TokensAuth;
 use crate::centrifugo::{CentrifugoMetrics, Monitor, Publisher};
 use crate::controller::{
-    self, ControlMetrics, ControllerConfig, ControllerHealth, Membership, ResourceIndex,
-    SecretAuth,
+    self, ControlMetrics, ControllerConfig, ControllerHealth, Membership, ResourceIndex, SecretAuth,
 };
 use crate::http::{self, Readiness, ReadinessGate};
 use crate::market::{Catalog, Market, MarketLimits};
@@ -176,7 +175,10 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
             }
             let h = Arc::new(ControllerHealth::new(membership.clone()));
             let gate = h.clone();
-            (vec![Arc::new(move || gate.not_ready()) as ReadinessGate], Some(h))
+            (
+                vec![Arc::new(move || gate.not_ready()) as ReadinessGate],
+                Some(h),
+            )
         }
     };
     let ready = Arc::new(Readiness::new(gates));

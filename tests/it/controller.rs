@@ -455,14 +455,22 @@ async fn every_replica_is_ready_and_a_newer_session_on_another_replica_wins() {
     let a = start_cluster(&fake, calm_config(), replica("replica-a")).await;
     let b = start_cluster(&fake, calm_config(), replica("replica-b")).await;
     for r in [&a, &b] {
-        assert_eq!(http_get(r.http_addr, "/readyz").await.0, 200, "every replica is ready");
+        assert_eq!(
+            http_get(r.http_addr, "/readyz").await.0,
+            200,
+            "every replica is ready"
+        );
     }
     let leases = fake.list("coordination.k8s.io", "v1", "leases", Some(NS));
     let names: std::collections::BTreeSet<&str> = leases
         .iter()
         .filter_map(|l| l["metadata"]["name"].as_str())
         .collect();
-    for want in ["crypto-operator-replica-replica-a", "crypto-operator-replica-replica-b", "crypto-operator-janitor"] {
+    for want in [
+        "crypto-operator-replica-replica-a",
+        "crypto-operator-replica-replica-b",
+        "crypto-operator-janitor",
+    ] {
         assert!(names.contains(want), "{want} in {names:?}");
     }
     let mut c = connect_converged(&fake, a.grpc_addr, "ha-1", "ha-1").await;
@@ -475,13 +483,19 @@ async fn every_replica_is_ready_and_a_newer_session_on_another_replica_wins() {
     // The same client at B: admitted (once --min-hold has passed since the
     // claim, if B already saw it; unit-tested in the index), the newer
     // session claims the resource and A's session ends ABORTED, naming B.
-    let mut moved = poll_until("B admits the client", WAIT, Duration::from_millis(200), async || {
-        let (tx, mut inbound) = open(b.grpc_addr, msg("ha-1", register(ClientType::WalletSync))).await;
-        match tokio::time::timeout(WAIT, inbound.message()).await.ok()? {
-            Ok(Some(first)) => Some((tx, inbound, first)),
-            _ => None,
-        }
-    })
+    let mut moved = poll_until(
+        "B admits the client",
+        WAIT,
+        Duration::from_millis(200),
+        async || {
+            let (tx, mut inbound) =
+                open(b.grpc_addr, msg("ha-1", register(ClientType::WalletSync))).await;
+            match tokio::time::timeout(WAIT, inbound.message()).await.ok()? {
+                Ok(Some(first)) => Some((tx, inbound, first)),
+                _ => None,
+            }
+        },
+    )
     .await;
     assert!(matches!(moved.2.command, Some(Command::Registered(_))));
     let status = c.end_status().await;
@@ -878,7 +892,10 @@ async fn an_api_call_that_never_answers_does_not_hold_a_resource() {
         },
     )
     .await;
-    wait_cc(&fake, "hang-1", "Pending", |o| o["status"]["phase"] == "Pending").await;
+    wait_cc(&fake, "hang-1", "Pending", |o| {
+        o["status"]["phase"] == "Pending"
+    })
+    .await;
     // The status write of the client's connect hangs; it still converges.
     fake.clear_log();
     fake.stall_status_writes(1);

@@ -100,7 +100,15 @@ fn crd_has_printer_columns_short_name_and_scope() {
         .collect();
     assert_eq!(
         cols,
-        ["Phase", "Paused", "Last Heartbeat", "Version", "Age"]
+        [
+            "Phase",
+            "Paused",
+            "Last Heartbeat",
+            "Version",
+            "Age",
+            "Replica"
+        ],
+        "the contract's five, and the holding replica (priority 1: `kubectl get -o wide`)"
     );
 }
 
