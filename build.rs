@@ -5,7 +5,11 @@
 use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["crypto/v1/streaming.proto", "crypto/v1/market.proto"];
+    let files = [
+        "crypto/v1/streaming.proto",
+        "crypto/v1/market.proto",
+        "crypto/v1/peer.proto",
+    ];
     println!("cargo:rerun-if-changed=proto");
     let fds = protox::compile(files, ["proto"])?;
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);

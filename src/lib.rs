@@ -10,7 +10,8 @@
 //!
 //! ```text
 //! cli        -> server api centrifugo controller crd auth streaming commands proto secret
-//! server     -> api centrifugo controller http market auth tls streaming metrics proto
+//! server     -> api centrifugo controller http market peer auth tls streaming metrics proto
+//! peer       -> controller streaming proto
 //! api        -> streaming commands paging proto secret
 //! centrifugo -> streaming commands metrics backoff proto time
 //! controller -> streaming crd commands metrics backoff proto
@@ -61,6 +62,8 @@ pub mod market;
 pub mod metrics;
 #[cfg(feature = "server")]
 pub mod paging;
+#[cfg(feature = "server")]
+pub mod peer;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]

@@ -172,7 +172,7 @@ async fn mark(ctx: &Ctx, r: &ResourceRef) -> Result<(), super::Error> {
             ctx.metrics.janitor_mark();
             match &recorded {
                 Some(h) => {
-                    info!(namespace = %r.namespace, name = %r.name, holder = %h.replica, "holder gone; marked Disconnected")
+                    info!(namespace = %r.namespace, name = %r.name, holder = %h.replica, "holder gone; marked Disconnected");
                 }
                 None => debug!(namespace = %r.namespace, name = %r.name, "marked Pending"),
             }

@@ -39,6 +39,8 @@ pub(super) struct GrpcParts<'a> {
     pub(super) handle: &'a StreamingHandle,
     pub(super) market: &'a Market,
     pub(super) operator_token: Option<String>,
+    /// Cluster mode: the peer service.
+    pub(super) peer: Option<crate::peer::PeerService>,
     pub(super) tls: Option<Arc<TlsFiles>>,
     /// Owns the TLS accept loop and handshakes.
     pub(super) tls_tasks: TaskTracker,
@@ -78,7 +80,8 @@ pub(super) async fn server(
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
         .add_service(streaming)
-        .add_service(parts.market.service());
+        .add_service(parts.market.service())
+        .add_optional_service(parts.peer.map(crate::peer::PeerService::server));
     let stop = parts.stop.clone().cancelled_owned();
     let server: GrpcServer = match parts.tls {
         Some(files) => {

@@ -182,6 +182,17 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         }
     };
     let ready = Arc::new(Readiness::new(gates));
+    let peer = match &plane {
+        Plane::Cluster {
+            membership,
+            controller,
+            ..
+        } => Some(crate::peer::PeerService::new(
+            membership.clone(),
+            controller.replica.peer_token.as_deref(),
+        )),
+        Plane::Standalone => None,
+    };
     let grpc_stop = CancellationToken::new();
     let tls_tasks = TaskTracker::new();
     let (health, grpc_server) = grpc::server(grpc::GrpcParts {
@@ -189,6 +200,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         handle: &handle,
         market: &market,
         operator_token: config.security.operator_token.clone(),
+        peer,
         tls,
         tls_tasks,
         background: background.clone(),
@@ -207,18 +219,26 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
                 controller,
             },
             Some(health),
-        ) => Some(tokio::spawn(controller::run(
-            controller::Wiring {
-                client,
-                handle: handle.clone(),
-                index,
-                metrics: control_metrics,
-                health,
-                membership,
-            },
-            controller,
-            controller_stop.clone(),
-        ))),
+        ) => {
+            tokio::spawn(crate::peer::watch_partition(
+                membership.clone(),
+                handle.clone(),
+                controller.replica.peer_token.clone(),
+                controller_stop.clone(),
+            ));
+            Some(tokio::spawn(controller::run(
+                controller::Wiring {
+                    client,
+                    handle: handle.clone(),
+                    index,
+                    metrics: control_metrics,
+                    health,
+                    membership,
+                },
+                controller,
+                controller_stop.clone(),
+            )))
+        }
         _ => None,
     };
     let shutdown = CancellationToken::new();

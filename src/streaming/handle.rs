@@ -214,13 +214,6 @@ impl StreamingHandle {
         self.send(client_id, command, timeout).map_err(Status::from)
     }
 
-    /// Ends every session (for example when leadership is lost).
-    pub fn kick_all(&self, why: &str) {
-        for s in self.core.registry.all() {
-            s.end(EndReason::Kicked(why.to_owned()));
-        }
-    }
-
     /// Sends `command` and waits for its ack up to `timeout`.
     pub async fn execute(
         &self,
@@ -264,17 +257,23 @@ impl StreamingHandle {
         }
     }
 
-    /// Graceful stop: every session is sent `disconnect` and its stream is
-    /// drained and closed; waits up to `grace` for the session tasks.
+    /// Graceful stop: no new session is admitted; every session is sent
+    /// `disconnect` and its stream drained and closed, at a random moment
+    /// within the first half of `grace` (at most 1 ms per session, so a
+    /// few sessions go at once and 10,000 over ten seconds: their clients
+    /// do not reconnect in one wave); waits up to `grace` for the session
+    /// tasks.
     pub async fn shutdown(&self, grace: Duration) {
-        for s in self.core.registry.all() {
+        self.core.tasks.close();
+        let deadline = Instant::now() + grace;
+        for (at, s) in spread(self.core.registry.all(), grace / 2) {
+            tokio::time::sleep_until(at).await;
             let mut cmd = commands::new(commands::disconnect("server shutting down"));
             commands::stamp(&mut cmd, SystemTime::now(), grace);
             let _ = s.enqueue(cmd, CommandKind::Disconnect, Instant::now(), None);
             s.end(EndReason::Shutdown);
         }
-        self.core.tasks.close();
-        if tokio::time::timeout(grace, self.core.tasks.wait())
+        if tokio::time::timeout_at(deadline, self.core.tasks.wait())
             .await
             .is_err()
         {
@@ -283,6 +282,20 @@ impl StreamingHandle {
                 "sessions still open after the grace period"
             );
         }
+    }
+
+    /// Ends every session (UNAVAILABLE, `why`), spread over at most `over`
+    /// (1 ms per session), in a task of the core: their clients reconnect
+    /// elsewhere without arriving in one wave.
+    pub fn shed_all(&self, why: &str, over: Duration) {
+        let sessions = spread(self.core.registry.all(), over);
+        let why = why.to_owned();
+        self.core.tasks.spawn(async move {
+            for (at, s) in sessions {
+                tokio::time::sleep_until(at).await;
+                s.end(EndReason::Kicked(why.clone()));
+            }
+        });
     }
 
     /// Cluster mode: marks a resource's client as not connected (its
@@ -302,4 +315,18 @@ impl StreamingHandle {
         self.session(client_id)
             .map(|s| super::handlers::snapshot(&s))
     }
+}
+
+/// `sessions` with a moment each, uniform over `min(over, 1 ms × count)`
+/// from now, in time order.
+fn spread(sessions: Vec<Arc<Session>>, over: Duration) -> Vec<(Instant, Arc<Session>)> {
+    let per = Duration::from_millis(1);
+    let span = over.min(per.saturating_mul(u32::try_from(sessions.len()).unwrap_or(u32::MAX)));
+    let now = Instant::now();
+    let mut out: Vec<(Instant, Arc<Session>)> = sessions
+        .into_iter()
+        .map(|s| (now + span.mul_f64(fastrand::f64()), s))
+        .collect();
+    out.sort_by_key(|(at, _)| *at);
+    out
 }
