@@ -15,6 +15,7 @@ use super::runtime::ClientRuntime;
 use super::status::{Observed, compute_status};
 use crate::commands::config_hash;
 use crate::crd::{CryptoClient, Holder};
+use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -80,6 +81,8 @@ async fn sweep(
     let grace = ctx.membership.config().holder_grace;
     let mut marks = 0;
     let mut still_gone = HashSet::new();
+    // Replicas whose Lease this sweep read fresh: gone, or alive after all.
+    let mut confirmed: HashMap<String, bool> = HashMap::new();
     for r in ctx.index.in_namespace(None) {
         let key = (r.namespace.clone(), r.name.clone(), r.client_id.clone());
         // A session here (its claim maybe not written yet) is held here.
@@ -113,6 +116,19 @@ async fn sweep(
             // Disconnected) for the current generation.
             None => !r.has_status || r.observed_generation != r.generation,
         };
+        if due && let Some(h) = &r.holder {
+            let gone = match confirmed.get(&h.replica) {
+                Some(g) => *g,
+                None => {
+                    let g = holder_gone(ctx, &h.replica).await;
+                    confirmed.insert(h.replica.clone(), g);
+                    g
+                }
+            };
+            if !gone {
+                continue;
+            }
+        }
         if due {
             marks += 1;
             match tokio::time::timeout(ctx.api_timeout, mark(ctx, &r)).await {
@@ -127,6 +143,28 @@ async fn sweep(
         }
     }
     gone_since.retain(|id, _| still_gone.contains(id));
+}
+
+/// Whether replica `id` is gone, judged on a fresh read of its Lease (the
+/// watch of the peers' Leases can lag, e.g. backing off after an API
+/// outage, and must not make a live holder look dead): gone when its Lease
+/// is deleted, or when no renewal newer than the ones seen arrived within
+/// its duration. An unanswered read says "not known gone".
+async fn holder_gone(ctx: &Ctx, id: &str) -> bool {
+    let cfg = ctx.membership.config();
+    let api: Api<Lease> = Api::namespaced(ctx.client.clone(), &cfg.lease_namespace);
+    match tokio::time::timeout(ctx.api_timeout, api.get_opt(&cfg.lease_name_of(id))).await {
+        Ok(Ok(None)) => true,
+        Ok(Ok(Some(lease))) => {
+            ctx.membership.observe(&lease);
+            !ctx.membership.is_live(id)
+        }
+        Ok(Err(e)) => {
+            debug!(replica = id, error = %e, "could not read the holder's Lease");
+            false
+        }
+        Err(_) => false,
+    }
 }
 
 /// Marks `r`: Disconnected (its dead holder's claim cleared), or Pending

@@ -74,7 +74,12 @@ impl Default for ReplicaConfig {
 impl ReplicaConfig {
     /// The name of this replica's Lease.
     pub fn lease_name(&self) -> String {
-        format!("{}-replica-{}", self.lease_prefix, self.id)
+        self.lease_name_of(&self.id)
+    }
+
+    /// The name of replica `id`'s Lease.
+    pub fn lease_name_of(&self, id: &str) -> String {
+        format!("{}-replica-{id}", self.lease_prefix)
     }
 
     /// The name of the janitor's Lease.
@@ -117,6 +122,8 @@ pub struct Membership {
     advertise: RwLock<String>,
     peers: RwLock<HashMap<String, Seen>>,
     renewed: Mutex<Option<Instant>>,
+    /// When the current streak of renewals within the deadline began.
+    streak: Mutex<Option<Instant>>,
 }
 
 impl Membership {
@@ -128,6 +135,7 @@ impl Membership {
             advertise: RwLock::new(advertise),
             peers: RwLock::new(HashMap::new()),
             renewed: Mutex::new(None),
+            streak: Mutex::new(None),
         }
     }
 
@@ -173,10 +181,38 @@ impl Membership {
     }
 
     pub(crate) fn mark_renewed(&self) {
-        *self
+        let now = Instant::now();
+        let mut renewed = self
             .renewed
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut streak = self
+            .streak
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A renewal after the deadline passed starts a new streak.
+        if renewed.is_none_or(|t| now.duration_since(t) >= self.cfg.renew_deadline()) {
+            *streak = Some(now);
+        }
+        *renewed = Some(now);
+    }
+
+    /// How long this replica has reached the API without missing the
+    /// renew deadline (`None` when it does not reach it now).
+    pub fn reachable_for(&self) -> Option<Duration> {
+        if !self.api_ok() {
+            return None;
+        }
+        self.streak
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .map(|t| t.elapsed())
+    }
+
+    /// How long this replica has not renewed (`None` before its first
+    /// renewal).
+    pub fn failing_for(&self) -> Option<Duration> {
+        self.last_renewal().map(|t| t.elapsed())
     }
 
     /// The live peers (other replicas), sorted by id.
@@ -374,7 +410,8 @@ pub async fn watch_peers(api: Api<Lease>, m: std::sync::Arc<Membership>, stop: C
         "{LEASE_GROUP_LABEL}={},{LEASE_ROLE_LABEL}=replica",
         m.config().lease_prefix
     );
-    let stream = watcher(api, watcher::Config::default().labels(&selector)).default_backoff();
+    let stream = watcher(api, watcher::Config::default().labels(&selector))
+        .backoff(super::watch::WatchBackoff::default());
     tokio::pin!(stream);
     loop {
         let ev = tokio::select! {
@@ -412,6 +449,28 @@ mod tests {
             (SESSIONS_ANNOTATION.to_owned(), "7".to_owned()),
         ]));
         l
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_renewal_after_a_missed_deadline_starts_a_new_reachable_streak() {
+        let m = Membership::new(ReplicaConfig {
+            id: "a".into(),
+            lease_duration: Duration::from_secs(3),
+            ..Default::default()
+        });
+        assert_eq!(m.reachable_for(), None);
+        m.mark_renewed();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        m.mark_renewed();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(m.reachable_for(), Some(Duration::from_secs(2)));
+        // Thirty seconds without a renewal (an outage), then one.
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert_eq!(m.reachable_for(), None);
+        assert_eq!(m.failing_for(), Some(Duration::from_secs(31)));
+        m.mark_renewed();
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert_eq!(m.reachable_for(), Some(Duration::from_millis(500)));
     }
 
     #[test]

@@ -80,6 +80,36 @@ fn index(ctx: &Ctx, obj: &CryptoClient) {
     }
 }
 
+/// How the watches retry after an error: full jitter over 0.5 s · 2^n, at
+/// most 5 s, back to the start after an event. kube's default climbs to
+/// 30 s, so a replica could sit up to half a minute on a stale cache after
+/// the API returns from an outage; a few replicas retrying every few
+/// seconds cost the API server nothing.
+pub(crate) struct WatchBackoff(crate::backoff::Backoff);
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        Self(crate::backoff::Backoff::new(
+            std::time::Duration::from_millis(500),
+            std::time::Duration::from_secs(5),
+        ))
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = std::time::Duration;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        Some(self.0.next_delay())
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.0.reset();
+    }
+}
+
 /// The typed, lenient event stream for `api`.
 pub(crate) fn events(
     api: Api<Guarded>,
@@ -88,7 +118,7 @@ pub(crate) fn events(
 ) -> impl Stream<Item = Result<watcher::Event<CryptoClient>, watcher::Error>> + Send + 'static {
     let mut relisted: Option<HashSet<(String, String)>> = None;
     watcher(api, watcher::Config::default())
-        .default_backoff()
+        .backoff(WatchBackoff::default())
         .filter_map(move |ev| {
             let out = match ev {
                 Err(e) => {

@@ -1,11 +1,14 @@
 //! Partitioned alone, or the whole API out? A replica that cannot renew its
-//! Lease asks the peers it last saw live whether they can. If one can, this
-//! replica is cut off alone: it ends its sessions (spread over a few
-//! seconds) so their clients reconnect to replicas that can deliver their
-//! desired state. If none can — or none answers — the API itself is out:
-//! like kubelets keeping their pods when the API server is gone, every
-//! replica keeps its sessions and converges when the API returns. Either
-//! way it admits no new client until it renews again (`controller::index`).
+//! Lease asks the peers it last saw live whether they can. If one has
+//! reached the API for the whole time this replica could not, this replica
+//! is cut off alone: it ends its sessions (spread over a few seconds) so
+//! their clients reconnect to replicas that can deliver their desired
+//! state. Otherwise — no peer reaches the API, none answers, or the ones
+//! that do only just came back from the same outage — the API itself is
+//! (or was) out: like kubelets keeping their pods when the API server is
+//! gone, every replica keeps its sessions and converges when the API
+//! returns. Either way it admits no new client until it renews again
+//! (`controller::index`).
 
 use crate::controller::{Membership, Peer};
 use crate::proto::ApiHealthRequest;
@@ -47,7 +50,8 @@ pub async fn watch_partition(
             // Never reached the API yet (starting), or already shed.
             continue;
         }
-        match ask(&known, membership.me(), token.as_deref()).await {
+        let failing_for = membership.failing_for().unwrap_or_default();
+        match ask(&known, membership.me(), token.as_deref(), failing_for).await {
             Some(peer) => {
                 warn!(
                     replica = membership.me(),
@@ -71,20 +75,30 @@ pub async fn watch_partition(
     }
 }
 
-/// The first peer that says it reaches the API, if any.
-async fn ask(peers: &[Peer], me: &str, token: Option<&str>) -> Option<String> {
+/// The first peer that has reached the API for at least `failing_for`
+/// (all the time this replica could not), if any.
+async fn ask(
+    peers: &[Peer],
+    me: &str,
+    token: Option<&str>,
+    failing_for: Duration,
+) -> Option<String> {
     let token = token?;
     for p in peers {
         match api_reachable(p, me, token).await {
-            Ok(true) => return Some(p.id.clone()),
-            Ok(false) => {}
+            Ok(Some(reachable_for)) if reachable_for >= failing_for => return Some(p.id.clone()),
+            Ok(Some(reachable_for)) => {
+                debug!(peer = %p.id, ?reachable_for, ?failing_for, "the peer only just reached the API again");
+            }
+            Ok(None) => {}
             Err(e) => debug!(peer = %p.id, error = %e, "peer did not answer"),
         }
     }
     None
 }
 
-async fn api_reachable(p: &Peer, me: &str, token: &str) -> Result<bool, String> {
+/// How long `p` has reached the API (`None`: it does not).
+async fn api_reachable(p: &Peer, me: &str, token: &str) -> Result<Option<Duration>, String> {
     let endpoint = Endpoint::from_shared(format!("http://{}", p.advertise))
         .map_err(|e| e.to_string())?
         .connect_timeout(PEER_TIMEOUT)
@@ -102,5 +116,8 @@ async fn api_reachable(p: &Peer, me: &str, token: &str) -> Result<bool, String> 
         .api_health(req)
         .await
         .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
-    Ok(reply.into_inner().api_reachable)
+    let reply = reply.into_inner();
+    Ok(reply
+        .api_reachable
+        .then(|| Duration::from_millis(reply.reachable_for_ms)))
 }

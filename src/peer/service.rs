@@ -64,6 +64,10 @@ impl peer_service_server::PeerService for PeerService {
         Ok(Response::new(ApiHealthReply {
             replica: self.membership.me().to_owned(),
             api_reachable: self.membership.api_ok(),
+            reachable_for_ms: self
+                .membership
+                .reachable_for()
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         }))
     }
 }

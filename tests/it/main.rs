@@ -21,6 +21,7 @@ mod e2e_cluster;
 mod fake_kube;
 mod market;
 mod observability;
+mod replicas;
 mod sdk;
 mod security;
 mod streaming;

@@ -57,9 +57,12 @@
 //!   required, `force`), `application/strategic-merge-patch+json` (415 for
 //!   custom resources like a real server; a plain merge patch for built-in
 //!   kinds).
-//! - A request log ([`RequestRecord`]), fault injection
+//! - A request log ([`RequestRecord`]: User-Agent, body, status, the
+//!   stored object a write answered), fault injection
 //!   ([`FakeKube::fail_next`], [`FakeKube::force_gone`],
-//!   [`FakeKube::drop_watches`]) and waits on change notifications
+//!   [`FakeKube::drop_watches`]; by User-Agent, [`FakeKube::cut_off`] a
+//!   replica, [`FakeKube::outage`] for everyone, [`FakeKube::heal`] — see
+//!   [`faults`]) and waits on change notifications
 //!   ([`FakeKube::wait_for`]) — never on sleeps.
 //!
 //! # What it simplifies
@@ -94,6 +97,7 @@
 //! handle is dropped or [`FakeKube::shutdown`] is called: open watches end,
 //! idle connections close.
 
+pub mod faults;
 pub mod kubeconfig;
 pub mod log;
 pub mod resources;
@@ -105,6 +109,8 @@ pub mod tree;
 pub mod watch;
 
 // Re-exports for tests; test binaries that do not use them must not warn.
+#[allow(unused_imports)]
+pub use faults::Outage;
 #[allow(unused_imports)]
 pub use log::RequestRecord;
 #[allow(unused_imports)]
@@ -388,7 +394,57 @@ impl FakeKube {
 
     /// Closes every open watch stream abruptly (no ERROR event).
     pub fn drop_watches(&self) {
-        self.shared.lock().drop_watches();
+        self.shared.lock().drop_watches(None);
+    }
+
+    /// Cuts off the callers whose User-Agent contains `user_agent` (a
+    /// replica partitioned from the API server): their open watches drop
+    /// and their requests meet `outage` until [`FakeKube::heal`].
+    pub fn cut_off(&self, user_agent: &str, outage: Outage) {
+        let mut st = self.shared.lock();
+        st.faults.push(faults::Fault {
+            user_agent: Some(user_agent.to_owned()),
+            status_writes_only: false,
+            outage,
+        });
+        st.drop_watches(Some(user_agent.to_owned()));
+    }
+
+    /// A whole API outage: every watch drops and every request meets
+    /// `outage` until [`FakeKube::heal`].
+    pub fn outage(&self, outage: Outage) {
+        let mut st = self.shared.lock();
+        st.faults.push(faults::Fault {
+            user_agent: None,
+            status_writes_only: false,
+            outage,
+        });
+        st.drop_watches(None);
+    }
+
+    /// Holds every status write (PATCH of `/status`) until
+    /// [`FakeKube::heal`], so that racing writers arrive together.
+    pub fn hold_status_writes(&self) {
+        let mut st = self.shared.lock();
+        st.faults.push(faults::Fault {
+            user_agent: None,
+            status_writes_only: true,
+            outage: Outage::Hang,
+        });
+        st.notify();
+    }
+
+    /// Ends every fault: held requests are applied now (late), in no
+    /// particular order.
+    pub fn heal(&self) {
+        let mut st = self.shared.lock();
+        st.faults.clear();
+        st.notify();
+    }
+
+    /// The requests a fault holds right now.
+    pub fn hung(&self) -> Vec<RequestRecord> {
+        self.shared.lock().hung().cloned().collect()
     }
 
     /// Stops the server and waits (up to 5 s) for its connections to close.

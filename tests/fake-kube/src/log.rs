@@ -13,14 +13,34 @@ pub struct RequestRecord {
     /// The raw query string (without `?`; kube starts it with `&`).
     pub query: String,
     pub content_type: Option<String>,
+    /// The `User-Agent` header (empty when absent).
+    pub user_agent: String,
     /// The body, when it parsed as JSON (or YAML for apply patches).
     pub body: Option<Value>,
     /// The HTTP status answered (watches: the status of the response
     /// headers, 200 even when the stream later carries an ERROR event).
     pub status: u16,
+    /// What a successful write answered (the object as stored).
+    pub response: Option<Value>,
+    /// Held by a fault and applied (or failed) after it healed.
+    pub delayed: bool,
+    /// When it was answered.
+    pub at: std::time::Instant,
 }
 
 impl RequestRecord {
+    /// The replica id in a User-Agent `crypto-operator/<version> (<id>)`.
+    pub fn replica(&self) -> Option<&str> {
+        let rest = self.user_agent.strip_prefix("crypto-operator/")?;
+        let (_, id) = rest.split_once(" (")?;
+        id.strip_suffix(')')
+    }
+
+    /// An accepted (2xx) write.
+    pub fn accepted(&self) -> bool {
+        self.is_write() && (200..300).contains(&self.status)
+    }
+
     /// The first value of query parameter `key`, percent-decoded.
     pub fn param(&self, key: &str) -> Option<String> {
         parse_query(&self.query)

@@ -1,6 +1,7 @@
 //! The catch-all HTTP handler: fault injection, routing, verbs, the request log.
 
 use super::Shared;
+use super::faults::{self, Outage};
 use super::log::{RequestRecord, parse_query};
 use super::resources::{Gvr, ResourceType};
 use super::selectors::Selectors;
@@ -82,12 +83,43 @@ fn parse_body(bytes: &Bytes, media_type: &str) -> Option<Value> {
     })
 }
 
-/// Every request lands here.
+/// Every request lands here. The request is processed in a task of its
+/// own, so a request held by a fault is still applied after it heals even
+/// if its caller gave up (as a real API server applies a write whose
+/// client timed out).
 pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let bytes = axum::body::to_bytes(body, 64 << 20)
         .await
         .unwrap_or_default();
+    let task = tokio::spawn(process(shared, parts, bytes));
+    task.await
+        .unwrap_or_else(|_| json_response(500, &json!({"kind": "Status", "code": 500})))
+}
+
+fn record(
+    method: &str,
+    path: &str,
+    query: &str,
+    content_type: Option<&String>,
+    user_agent: &str,
+    body: Option<Value>,
+) -> RequestRecord {
+    RequestRecord {
+        method: method.to_string(),
+        path: path.to_string(),
+        query: query.to_string(),
+        content_type: content_type.cloned(),
+        user_agent: user_agent.to_string(),
+        body,
+        status: 0,
+        response: None,
+        delayed: false,
+        at: std::time::Instant::now(),
+    }
+}
+
+async fn process(shared: Arc<Shared>, parts: axum::http::request::Parts, bytes: Bytes) -> Response {
     let method = parts.method.as_str().to_string();
     let path = parts.uri.path().to_string();
     let query = parts.uri.query().unwrap_or("").to_string();
@@ -96,6 +128,12 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> R
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(String::from);
+    let user_agent = parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let media_type = content_type
         .as_deref()
         .unwrap_or("")
@@ -110,20 +148,21 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> R
         media_type,
         body: &bytes,
     };
+    let mut rec = record(
+        &method,
+        &path,
+        &query,
+        content_type.as_ref(),
+        &user_agent,
+        parse_body(&bytes, &request.media_type),
+    );
 
     let stalled = {
         let mut st = shared.lock();
         let stall = st.stall_status > 0 && method == "PATCH" && path.ends_with("/status");
         if stall {
             st.stall_status -= 1;
-            st.log.push(RequestRecord {
-                method: method.clone(),
-                path: path.clone(),
-                query: query.clone(),
-                content_type: content_type.clone(),
-                body: parse_body(&bytes, &request.media_type),
-                status: 0,
-            });
+            st.log.push(rec.clone());
             st.notify();
         }
         stall
@@ -131,7 +170,46 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> R
     if stalled {
         // An API server that accepted the request and never answers.
         shared.shutdown.cancelled().await;
-        return json_response(503, &serde_json::json!({"kind": "Status", "code": 503}));
+        return json_response(503, &json!({"kind": "Status", "code": 503}));
+    }
+
+    // Faults: fail now, or hold until healed (then go on, late).
+    let mut hung_id = None;
+    loop {
+        let mut changes = {
+            let mut st = shared.lock();
+            match faults::find(&st.faults, &user_agent, &method, &path).map(|f| f.outage) {
+                Some(Outage::Fail(code)) => {
+                    if let Some(id) = hung_id {
+                        st.unhang(id);
+                    }
+                    let e = ApiError::new(code, format!("injected failure ({code})"));
+                    rec.status = code;
+                    rec.delayed = hung_id.is_some();
+                    st.log.push(rec);
+                    st.notify();
+                    return json_response(code, &e.to_status());
+                }
+                Some(Outage::Hang) => {
+                    if hung_id.is_none() {
+                        hung_id = Some(st.hang(rec.clone()));
+                    }
+                    st.subscribe_changes()
+                }
+                None => {
+                    if let Some(id) = hung_id {
+                        st.unhang(id);
+                    }
+                    break;
+                }
+            }
+        };
+        tokio::select! {
+            () = shared.shutdown.cancelled() => {
+                return json_response(503, &json!({"kind": "Status", "code": 503}));
+            }
+            _ = changes.changed() => {}
+        }
     }
     let mut st = shared.lock();
     let reply = match st.fail.take() {
@@ -143,19 +221,21 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> R
         }
         None => route(&mut st, &path, &request).unwrap_or_else(Reply::from),
     };
-    st.log.push(RequestRecord {
-        method: method.clone(),
-        path,
-        query,
-        content_type,
-        body: parse_body(&bytes, &request.media_type),
-        status: reply.code(),
-    });
+    rec.status = reply.code();
+    rec.delayed = hung_id.is_some();
+    rec.at = std::time::Instant::now();
+    if let Reply::Json(code, body) = &reply
+        && (200..300).contains(code)
+        && rec.is_write()
+    {
+        rec.response = Some(body.clone());
+    }
+    st.log.push(rec);
     st.notify();
     drop(st);
     match reply {
         Reply::Json(code, body) => json_response(code, &body),
-        Reply::Watch(w) => watch::open(&shared, w),
+        Reply::Watch(w) => watch::open(&shared, w, user_agent),
     }
 }
 

@@ -3,6 +3,7 @@
 //! write goes through here, under one lock, so a write, its history entry
 //! and its broadcast to open watches happen together.
 
+use super::faults::Fault;
 use super::log::RequestRecord;
 use super::resources::{Gvr, Registry, ResourceType};
 use super::selectors::Selectors;
@@ -44,8 +45,9 @@ pub enum WatchMsg {
     Change(Arc<Change>),
     /// End with a 410 ERROR event.
     Gone,
-    /// End abruptly, without an ERROR event.
-    Drop,
+    /// End abruptly, without an ERROR event: every watch (`None`) or those
+    /// whose User-Agent contains this.
+    Drop(Option<String>),
 }
 
 /// Which part of an object a write may change.
@@ -131,6 +133,11 @@ pub struct Store {
     pub(crate) fail: Option<(u32, u16)>,
     /// Status writes left to leave unanswered (`stall_status_writes`).
     pub(crate) stall_status: u32,
+    /// Active faults (`FakeKube::cut_off`, `outage`, `hold_status_writes`).
+    pub(crate) faults: Vec<Fault>,
+    /// Requests a fault holds right now, by id.
+    hung: BTreeMap<u64, RequestRecord>,
+    next_hung: u64,
     pub(crate) open_watches: usize,
     tx: broadcast::Sender<WatchMsg>,
     changed: watch::Sender<u64>,
@@ -148,6 +155,9 @@ impl Store {
             log: Vec::new(),
             fail: None,
             stall_status: 0,
+            faults: Vec::new(),
+            hung: BTreeMap::new(),
+            next_hung: 0,
             open_watches: 0,
             tx: broadcast::channel(BROADCAST_CAPACITY).0,
             changed,
@@ -203,6 +213,11 @@ impl Store {
     /// Watch streams open right now.
     pub fn open_watches(&self) -> usize {
         self.open_watches
+    }
+
+    /// Requests a fault holds right now, oldest first.
+    pub fn hung(&self) -> impl Iterator<Item = &RequestRecord> {
+        self.hung.values()
     }
 
     // ----- internals -----
@@ -672,9 +687,20 @@ impl Store {
         self.notify();
     }
 
-    pub(crate) fn drop_watches(&mut self) {
-        let _ = self.tx.send(WatchMsg::Drop);
+    pub(crate) fn drop_watches(&mut self, user_agent: Option<String>) {
+        let _ = self.tx.send(WatchMsg::Drop(user_agent));
         self.notify();
+    }
+
+    pub(crate) fn hang(&mut self, rec: RequestRecord) -> u64 {
+        self.next_hung += 1;
+        self.hung.insert(self.next_hung, rec);
+        self.notify();
+        self.next_hung
+    }
+
+    pub(crate) fn unhang(&mut self, id: u64) {
+        self.hung.remove(&id);
     }
 }
 

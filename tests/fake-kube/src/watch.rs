@@ -112,11 +112,13 @@ struct Stream {
     filter: Filter,
     deadline: Option<Instant>,
     shutdown: CancellationToken,
+    /// The watcher's User-Agent (for `drop_watches` of one caller).
+    user_agent: String,
     _guard: OpenGuard,
 }
 
 /// Opens a watch; the response streams until the watch ends.
-pub(crate) fn open(shared: &Arc<Shared>, req: WatchRequest) -> Response {
+pub(crate) fn open(shared: &Arc<Shared>, req: WatchRequest, user_agent: String) -> Response {
     let filter = Filter {
         rt: req.rt,
         ns: req.ns,
@@ -164,6 +166,7 @@ pub(crate) fn open(shared: &Arc<Shared>, req: WatchRequest) -> Response {
         filter,
         deadline: req.timeout.map(|t| Instant::now() + t),
         shutdown: shared.shutdown.clone(),
+        user_agent,
         _guard: guard,
     };
     let body = futures::stream::unfold(state, |mut s| async move {
@@ -190,7 +193,8 @@ pub(crate) fn open(shared: &Arc<Shared>, req: WatchRequest) -> Response {
                     s.pending
                         .push_back(expired_line("the watch history was compacted (force_gone)"));
                 }
-                Ok(WatchMsg::Drop) => {
+                Ok(WatchMsg::Drop(Some(ua))) if !s.user_agent.contains(&ua) => {}
+                Ok(WatchMsg::Drop(_)) => {
                     s.rx = None;
                     let err = std::io::Error::new(
                         std::io::ErrorKind::ConnectionAborted,

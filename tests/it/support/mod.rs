@@ -8,7 +8,9 @@ pub use ::fake_kube;
 
 pub mod cluster;
 pub mod process;
+pub mod proxy;
 pub mod readme;
+pub mod replicas;
 
 pub mod fake_centrifugo;
 pub mod http;

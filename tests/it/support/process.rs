@@ -28,17 +28,23 @@ pub async fn serve(extra: &[&str]) -> ServeProcess {
 
 /// [`serve`] with extra environment variables.
 pub async fn serve_with_env(extra: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> ServeProcess {
+    let mut args = vec![
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--drain-grace",
+        "3s",
+    ];
+    args.extend_from_slice(extra);
+    serve_args(&args, env).await
+}
+
+/// `serve` with exactly `args` (addresses included).
+pub async fn serve_args(args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> ServeProcess {
     let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--drain-grace",
-            "3s",
-        ])
-        .args(extra)
+        .arg("serve")
+        .args(args)
         .env("CRYPTO_LOG", "info")
         .envs(env.iter().copied())
         .stderr(Stdio::piped())

@@ -1,0 +1,347 @@
+//! Every replica active: several real `crypto-operator serve` processes
+//! (distinct replica ids and ports) against the fake API server, real SDK
+//! clients connecting through a loopback proxy that stands in for the
+//! Service. Spread, crash, partition, full outage, duplicate sessions,
+//! fencing and a rolling restart.
+
+use crate::support::fake_kube::Outage;
+use crate::support::replicas::{
+    Fleet, HOLDER_GRACE, LEASE, Replicas, client_id, held_by, longest_unheld, replay,
+};
+use crate::support::{RawClient, WAIT, end_status, msg, open, register};
+use crypto_operator::client::ClientType;
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+use tonic::Code;
+
+const ABC: [&str; 3] = ["replica-a", "replica-b", "replica-c"];
+
+fn ids(n: usize) -> Vec<String> {
+    (0..n).map(client_id).collect()
+}
+
+/// Waits until every named resource is Connected and held by the replica
+/// (and session) that really holds its client; returns where each is.
+async fn converged(
+    r: &Replicas,
+    names: &[String],
+    within: Duration,
+) -> HashMap<String, (String, String)> {
+    let actual = r.all_sessions().await;
+    for n in names {
+        assert!(actual.contains_key(n), "{n} has no session on any replica");
+    }
+    r.wait_resources(names, "held where its session is", within, |o| {
+        let name = o["metadata"]["name"].as_str().unwrap_or("");
+        actual
+            .get(name)
+            .is_some_and(|(replica, session)| held_by(o, replica, session))
+    })
+    .await;
+    actual
+}
+
+fn count_by_replica(at: &HashMap<String, (String, String)>) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for (replica, _) in at.values() {
+        *out.entry(replica.clone()).or_insert(0) += 1;
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_share_the_fleet_and_every_status_names_the_real_holder() {
+    let names = ids(300);
+    let r = Replicas::start(&ABC, names.len()).await;
+    let fleet = Fleet::start(&r.proxy.url(), &names, Duration::ZERO);
+    let sessions = fleet.wait_connected(WAIT * 3).await;
+    let at = converged(&r, &names, WAIT * 3).await;
+    for (id, s) in &sessions {
+        assert_eq!(
+            &at[id].1, s,
+            "{id}: the client's session is the one its replica lists"
+        );
+    }
+    let spread = count_by_replica(&at);
+    assert_eq!(spread.len(), 3, "{spread:?}");
+    for (replica, n) in &spread {
+        assert!(
+            (85..=115).contains(n),
+            "{replica} holds {n} of 300 ({spread:?})"
+        );
+    }
+    let report = replay(&r.fake.requests(), 0);
+    assert!(report.violations.is_empty(), "{:#?}", report.violations);
+    assert!(report.accepted >= names.len(), "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_replica_loses_only_its_share_which_reconnects_elsewhere() {
+    let names = ids(150);
+    let mut r = Replicas::start(&ABC, names.len()).await;
+    r.patch_all_specs(&json!({"config": {"region": "eu"}}), &names);
+    // Five of the clients reach replica-c directly: when it dies they
+    // never come back (their address is gone).
+    let (stranded, proxied): (Vec<String>, Vec<String>) =
+        names.iter().cloned().partition(|n| n.as_str() < "c-005");
+    let c_addr = format!("http://{}", r.get("replica-c").grpc);
+    let _stranded = Fleet::start(&c_addr, &stranded, Duration::ZERO);
+    let fleet = Fleet::start(&r.proxy.url(), &proxied, Duration::ZERO);
+    fleet.wait_connected(WAIT * 3).await;
+    let before = converged(&r, &names, WAIT * 3).await;
+    let moving: Vec<String> = proxied
+        .iter()
+        .filter(|n| before[*n].0 == "replica-c")
+        .cloned()
+        .collect();
+    assert!(
+        moving.len() >= 30,
+        "replica-c holds {} proxied clients",
+        moving.len()
+    );
+    let log_from = r.fake.requests().len();
+
+    let killed = Instant::now();
+    r.kill("replica-c").await;
+
+    // The dead replica's clients reconnect through the proxy, are admitted
+    // elsewhere, get their desired state and their resources converge.
+    fleet.wait_moved(&moving, &before, WAIT * 2).await;
+    let after = converged(&r, &proxied, WAIT * 2).await;
+    for n in &moving {
+        assert_ne!(after[n].0, "replica-c");
+        assert!(
+            fleet.configs(n) >= 2,
+            "{n}: the new holder sent the desired config"
+        );
+    }
+    // The survivors' sessions are untouched.
+    for (n, (replica, session)) in &before {
+        if replica != "replica-c" {
+            assert_eq!(
+                &after[n],
+                &(replica.clone(), session.clone()),
+                "{n} was not touched"
+            );
+        }
+    }
+    // Clients that never return: Disconnected once the Lease expired and
+    // the grace passed (the janitor sweeps every third of a Lease).
+    let bound = LEASE + HOLDER_GRACE + LEASE / 3 * 2 + Duration::from_secs(2);
+    r.wait_resources(&stranded, "Disconnected by the janitor", bound, |o| {
+        o["status"]["phase"] == "Disconnected" && o["status"].get("holder").is_none()
+    })
+    .await;
+    let took = killed.elapsed();
+    assert!(
+        took >= LEASE,
+        "marked after {took:?}: before the dead replica's Lease could expire"
+    );
+    let report = replay(&r.fake.requests(), log_from);
+    assert!(report.violations.is_empty(), "{:#?}", report.violations);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_cut_off_from_the_api_ends_its_sessions_and_its_clients_move() {
+    let names = ids(90);
+    let r = Replicas::start(&ABC, names.len()).await;
+    let fleet = Fleet::start(&r.proxy.url(), &names, Duration::ZERO);
+    fleet.wait_connected(WAIT * 3).await;
+    let before = converged(&r, &names, WAIT * 3).await;
+    let moving: Vec<String> = names
+        .iter()
+        .filter(|n| before[*n].0 == "replica-b")
+        .cloned()
+        .collect();
+    assert!(!moving.is_empty());
+    let log_from = r.fake.requests().len();
+
+    // Every request of replica-b hangs; its peers still reach the API.
+    r.fake.cut_off("(replica-b)", Outage::Hang);
+    fleet.wait_moved(&moving, &before, WAIT * 2).await;
+    let after = converged(&r, &names, WAIT * 2).await;
+    for n in &moving {
+        assert_ne!(after[n].0, "replica-b", "{n} moved off the cut-off replica");
+    }
+    for (n, (replica, session)) in &before {
+        if replica != "replica-b" {
+            assert_eq!(
+                &after[n],
+                &(replica.clone(), session.clone()),
+                "{n} was not touched"
+            );
+        }
+    }
+    assert!(r.sessions("replica-b").await.is_empty());
+
+    // The API comes back: replica-b's writes held in the network arrive
+    // late and are refused by their fence; it writes nothing it lost.
+    r.fake.heal();
+    r.fake
+        .wait_for_request(
+            |q| {
+                q.replica() == Some("replica-b")
+                    && q.path.ends_with("/status")
+                    && matches!(q.status, 409 | 422)
+            },
+            WAIT,
+        )
+        .await
+        .expect("a fenced write of replica-b refused");
+    crate::support::process::wait_http_ready(r.get("replica-b").http).await;
+    let report = replay(&r.fake.requests(), log_from);
+    assert!(report.violations.is_empty(), "{:#?}", report.violations);
+    assert!(
+        report.rejected.iter().any(|(_, w)| w == "replica-b"),
+        "{report:?}"
+    );
+    converged(&r, &names, WAIT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_api_outage_ends_no_session_and_every_status_converges_after() {
+    let names = ids(60);
+    let r = Replicas::start(&ABC, names.len()).await;
+    let mut fleet = Fleet::start(&r.proxy.url(), &names, Duration::ZERO);
+    let sessions = fleet.wait_connected(WAIT * 3).await;
+    let before = converged(&r, &names, WAIT * 3).await;
+    let log_from = r.fake.requests().len();
+
+    r.fake.outage(Outage::Fail(500));
+    // Three clients leave during the outage: their Disconnected waits for
+    // the API.
+    let leaving = [names[0].clone(), names[1].clone(), names[2].clone()];
+    for n in &leaving {
+        fleet.stop(n).await;
+    }
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    r.fake.heal();
+
+    let staying: Vec<String> = names[3..].to_vec();
+    // Every status converges: the staying clients held where they were,
+    // with the same sessions; the leavers Disconnected.
+    r.wait_resources(&staying, "held as before the outage", WAIT * 2, |o| {
+        let n = o["metadata"]["name"].as_str().unwrap_or("");
+        held_by(o, &before[n].0, &before[n].1)
+    })
+    .await;
+    r.wait_resources(&leaving, "Disconnected", WAIT * 2, |o| {
+        o["status"]["phase"] == "Disconnected" && o["status"].get("holder").is_none()
+    })
+    .await;
+    // No session ended.
+    let now = r.all_sessions().await;
+    for n in &staying {
+        assert_eq!(
+            fleet.session(n).as_ref(),
+            Some(&sessions[n]),
+            "{n}'s session survived"
+        );
+        assert_eq!(now[n], before[n], "{n} is where it was");
+    }
+    // Zero double writes: after the outage each resource was written only
+    // by the replica that held it before.
+    let report = replay(&r.fake.requests(), log_from);
+    assert!(report.violations.is_empty(), "{:#?}", report.violations);
+    for (n, writers) in &report.writers {
+        assert!(
+            writers.iter().all(|w| *w == before[n].0),
+            "{n} held by {} was written by {writers:?}",
+            before[n].0
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_client_on_two_replicas_at_once_leaves_exactly_one_session() {
+    // A long flap bound, so the client surely cannot move back below.
+    let r = Replicas::start_with(&ABC[..2], 1, Duration::from_secs(60)).await;
+    let id = client_id(0);
+    let (a, b) = (r.get("replica-a").grpc, r.get("replica-b").grpc);
+    // Both claims race: neither lands before the other is made.
+    r.fake.hold_status_writes();
+    let mut on_a = RawClient::connect(a, &id).await;
+    let on_b = RawClient::connect(b, &id).await;
+    r.fake
+        .wait_map(
+            |st| {
+                let claims: Vec<_> = st.hung().filter_map(|q| q.replica()).collect();
+                (claims.contains(&"replica-a") && claims.contains(&"replica-b")).then_some(())
+            },
+            WAIT,
+        )
+        .await
+        .expect("both replicas claim the client");
+    r.fake.heal();
+    // The newer session wins on both replicas.
+    let status = on_a.end_status().await;
+    assert_eq!(status.code(), Code::Aborted, "{status:?}");
+    assert!(
+        status.message().contains("superseded by replica replica-b"),
+        "{status:?}"
+    );
+    let names = [id.clone()];
+    r.wait_resources(&names, "held by the surviving session", WAIT, |o| {
+        held_by(o, "replica-b", &on_b.session_id)
+    })
+    .await;
+    assert!(r.sessions("replica-a").await.is_empty());
+    assert_eq!(
+        r.sessions("replica-b").await.get(&id),
+        Some(&on_b.session_id)
+    );
+    let report = replay(&r.fake.requests(), 0);
+    assert!(report.violations.is_empty(), "{:#?}", report.violations);
+    assert!(
+        !report.rejected.is_empty(),
+        "one of the racing claims was fenced: {report:?}"
+    );
+
+    // The flap bound: right after the claim, the client cannot move back.
+    let (_tx, mut refused) = open(a, msg(&id, register(ClientType::WalletSync))).await;
+    let status = end_status(&mut refused).await;
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        status.message().contains("moved to replica replica-b"),
+        "{status:?}"
+    );
+    drop(on_b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_moves_every_client_and_runs_no_sync_twice() {
+    let names = ids(60);
+    let mut r = Replicas::start(&ABC, names.len()).await;
+    // Each sync takes a while, so the restart catches some mid-sync.
+    let fleet = Fleet::start(&r.proxy.url(), &names, Duration::from_millis(1500));
+    fleet.wait_connected(WAIT * 3).await;
+    converged(&r, &names, WAIT * 3).await;
+    let log_from = r.fake.requests().len();
+    r.patch_all_specs(&json!({"syncRequested": true}), &names);
+
+    // maxSurge 1, maxUnavailable 0: the new pod is ready before the old
+    // one is stopped.
+    for (old, new) in ABC.iter().zip(["replica-d", "replica-e", "replica-f"]) {
+        r.spawn(new).await;
+        r.terminate(old).await;
+    }
+    fleet.wait_connected(WAIT * 2).await;
+    converged(&r, &names, WAIT * 2).await;
+    r.wait_resources(&names, "synced once", WAIT * 3, |o| {
+        o["spec"]["syncRequested"] == false
+            && o["status"]["lastSync"].is_string()
+            && o["status"].get("pendingSync").is_none()
+    })
+    .await;
+    for n in &names {
+        assert_eq!(fleet.syncs(n), 1, "{n} synced once");
+    }
+    let log = r.fake.requests();
+    let report = replay(&log, log_from);
+    assert!(report.violations.is_empty(), "{:#?}", report.violations);
+    let bound = Duration::from_secs(5);
+    for (n, span) in longest_unheld(&log, log_from) {
+        assert!(span <= bound, "{n} was unheld for {span:?}");
+    }
+}
