@@ -181,6 +181,20 @@ async fn mark(ctx: &Ctx, r: &ResourceRef) -> Result<(), super::Error> {
     {
         return Ok(());
     }
+    // The fresh read may show the mark is no longer due (the index lags
+    // behind the API): already marked for this generation, or claimed
+    // since by a session other than the one judged gone.
+    let marked = obj.status.as_ref().is_some_and(|s| {
+        s.observed_generation == obj.metadata.generation
+    });
+    let same_claim = match (&recorded, &r.holder) {
+        (Some(h), Some(judged)) => h.replica == judged.replica && h.session_id == judged.session_id,
+        (None, _) => !marked,
+        (Some(_), None) => false,
+    };
+    if !same_claim {
+        return Ok(());
+    }
     let desired: std::collections::HashMap<String, String> = obj
         .spec
         .config
