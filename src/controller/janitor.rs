@@ -6,7 +6,9 @@
 //! within the write budget, and at most `MAX_MARKS` per sweep. The janitor
 //! also exports `crypto_client_up 0` for every resource without a live
 //! holder, so alerts see clients nobody holds. Losing the role ends no
-//! session: the replica stops sweeping and withdraws those series.
+//! session: the replica stops sweeping, and withdraws those series once
+//! another replica has the role (while the API is out, nobody can take it,
+//! so it keeps them).
 
 use super::context::Ctx;
 use super::fence::{self, Fence, Written};
@@ -37,18 +39,28 @@ pub(crate) async fn run(
     mut elected: watch::Receiver<bool>,
     stop: CancellationToken,
 ) {
+    let every = ctx.membership.config().renew_every();
+    // The `up 0` series this replica exports. Kept while the role is lost
+    // to an API outage (nobody can be the janitor then, and alerts must not
+    // go blind); withdrawn once the API is reachable and another replica
+    // took the role.
+    let mut exported: HashSet<ResourceKey> = HashSet::new();
     loop {
         while !*elected.borrow_and_update() {
+            if !exported.is_empty() && ctx.membership.api_ok() {
+                for (ns, name, client_id) in exported.drain() {
+                    ctx.handle.forget_client(&ns, &name, &client_id);
+                }
+            }
             tokio::select! {
                 _ = stop.cancelled() => return,
                 changed = elected.changed() => if changed.is_err() { return },
+                () = tokio::time::sleep(every), if !exported.is_empty() => {}
             }
         }
         info!(replica = ctx.membership.me(), "this replica is the janitor");
         ctx.metrics.set_janitor(true);
         let mut gone_since: HashMap<(String, String), Instant> = HashMap::new();
-        let mut exported: HashSet<ResourceKey> = HashSet::new();
-        let every = ctx.membership.config().renew_every();
         loop {
             sweep(&ctx, &mut gone_since, &mut exported).await;
             tokio::select! {
@@ -57,11 +69,6 @@ pub(crate) async fn run(
                 () = ctx.index.changed() => {}
                 () = tokio::time::sleep(every) => {}
             }
-        }
-        // No longer the janitor (or stopping): the new janitor exports the
-        // series of unheld clients from now on.
-        for (ns, name, client_id) in exported.drain() {
-            ctx.handle.forget_client(&ns, &name, &client_id);
         }
         ctx.metrics.set_janitor(false);
         if stop.is_cancelled() {
@@ -184,9 +191,10 @@ async fn mark(ctx: &Ctx, r: &ResourceRef) -> Result<(), super::Error> {
     // The fresh read may show the mark is no longer due (the index lags
     // behind the API): already marked for this generation, or claimed
     // since by a session other than the one judged gone.
-    let marked = obj.status.as_ref().is_some_and(|s| {
-        s.observed_generation == obj.metadata.generation
-    });
+    let marked = obj
+        .status
+        .as_ref()
+        .is_some_and(|s| s.observed_generation == obj.metadata.generation);
     let same_claim = match (&recorded, &r.holder) {
         (Some(h), Some(judged)) => h.replica == judged.replica && h.session_id == judged.session_id,
         (None, _) => !marked,

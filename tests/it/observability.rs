@@ -11,9 +11,12 @@ use crypto_operator::commands;
 use crypto_operator::proto::{ExecuteCommandRequest, Heartbeat, client_message::Payload};
 use std::process::Stdio;
 use std::time::Duration;
-use support::process::{free_port, http_get, serve, try_http_get, urlencode};
+use support::process::{http_get, serve, urlencode};
+use support::prometheus::{Prometheus, alerts};
 use support::*;
 use tokio::io::AsyncWriteExt;
+
+const STALE: &str = "CryptoClientHeartbeatStale";
 
 /// Every metric named in docs/DESIGN.md's contract.
 const DESIGN_METRICS: &[&str] = &[
@@ -151,59 +154,6 @@ async fn json_logs_carry_client_and_session_ids() {
     assert_eq!(v["span"]["session_id"], c.session_id.as_str(), "{v}");
 }
 
-/// Polls a Prometheus API path until `pred` holds (the API is the event
-/// source; each poll is one HTTP request), failing after `limit`.
-async fn until(
-    prom: std::net::SocketAddr,
-    path: &str,
-    limit: Duration,
-    mut pred: impl FnMut(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let what = format!("Prometheus {path} matches");
-    poll_until(&what, limit, Duration::from_millis(250), async || {
-        let (status, body) = try_http_get(prom, path).await.unwrap_or((0, String::new()));
-        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-        (status == 200 && pred(&v)).then_some(v)
-    })
-    .await
-}
-
-fn stale_alerts(v: &serde_json::Value, client: &str, state: &str) -> usize {
-    v["data"]["alerts"].as_array().map_or(0, |a| {
-        a.iter()
-            .filter(|x| {
-                x["labels"]["alertname"] == "CryptoClientHeartbeatStale"
-                    && x["labels"]["client_id"] == client
-                    && x["state"] == state
-            })
-            .count()
-    })
-}
-
-/// The shipped alert rules with the stale threshold and `for:` shortened
-/// for the test; everything else as shipped.
-fn test_rules() -> String {
-    let src = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/charts/crypto-operator/files/alerts.yaml"
-    ))
-    .unwrap();
-    let mut doc: serde_yaml::Value = serde_yaml::from_str(&src).unwrap();
-    let rules = doc["groups"][0]["rules"].as_sequence_mut().unwrap();
-    let stale = rules
-        .iter_mut()
-        .find(|r| r["alert"] == "CryptoClientHeartbeatStale")
-        .expect("stale rule shipped");
-    let expr = stale["expr"].as_str().unwrap().to_string();
-    assert!(
-        expr.contains("> 60"),
-        "threshold in the shipped rule: {expr}"
-    );
-    stale["expr"] = expr.replace("> 60", "> 3").into();
-    stale["for"] = "2s".into();
-    serde_yaml::to_string(&doc).unwrap()
-}
-
 #[tokio::test]
 async fn prometheus_fires_and_resolves_the_stale_heartbeat_alert() {
     let server = serve(&[
@@ -215,32 +165,7 @@ async fn prometheus_fires_and_resolves_the_stale_heartbeat_alert() {
         "5m",
     ])
     .await;
-    let dir = std::env::temp_dir().join(format!("crypto-prom-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("rules.yaml"), test_rules()).unwrap();
-    std::fs::write(
-        dir.join("prometheus.yml"),
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [rules.yaml]\nscrape_configs:\n  - job_name: crypto-operator\n    static_configs:\n      - targets: ['{}']\n",
-            server.http
-        ),
-    )
-    .unwrap();
-    let port = free_port();
-    let prom_addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut prom = tokio::process::Command::new("/usr/bin/prometheus")
-        .current_dir(&dir)
-        .args([
-            "--config.file=prometheus.yml".to_string(),
-            format!("--storage.tsdb.path={}", dir.join("data").display()),
-            format!("--web.listen-address={prom_addr}"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("/usr/bin/prometheus runs (tests/run.sh installs it)");
+    let prom = Prometheus::start(&[server.http]);
 
     // The client heartbeats every 500 ms from a task the test owns.
     let client = RawClient::connect(server.grpc, "quiet-1").await;
@@ -274,7 +199,7 @@ async fn prometheus_fires_and_resolves_the_stale_heartbeat_alert() {
         "/api/v1/query?query={}",
         urlencode("crypto_client_last_heartbeat_timestamp_seconds{client_id=\"quiet-1\"}")
     );
-    until(prom_addr, &q, Duration::from_secs(60), |v| {
+    prom.until(&q, Duration::from_secs(60), |v| {
         v["data"]["result"]
             .as_array()
             .is_some_and(|r| !r.is_empty())
@@ -289,18 +214,19 @@ async fn prometheus_fires_and_resolves_the_stale_heartbeat_alert() {
             "count_over_time(crypto_client_last_heartbeat_timestamp_seconds{client_id=\"quiet-1\"}[1m]) >= 8"
         )
     );
-    until(prom_addr, &q, Duration::from_secs(60), |v| {
+    prom.until(&q, Duration::from_secs(60), |v| {
         v["data"]["result"]
             .as_array()
             .is_some_and(|r| !r.is_empty())
     })
     .await;
-    let rules = until(prom_addr, "/api/v1/rules", Duration::from_secs(30), |v| {
-        v["data"]["groups"]
-            .as_array()
-            .is_some_and(|g| !g.is_empty())
-    })
-    .await;
+    let rules = prom
+        .until("/api/v1/rules", Duration::from_secs(30), |v| {
+            v["data"]["groups"]
+                .as_array()
+                .is_some_and(|g| !g.is_empty())
+        })
+        .await;
     assert!(
         rules["data"]["groups"][0]["rules"]
             .as_array()
@@ -309,10 +235,12 @@ async fn prometheus_fires_and_resolves_the_stale_heartbeat_alert() {
             .any(|r| r["name"] == "CryptoClientHeartbeatStale" && r["health"] == "ok"),
         "{rules}"
     );
-    let (_, body) = http_get(prom_addr, "/api/v1/alerts").await;
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let v = prom
+        .get("/api/v1/alerts")
+        .await
+        .expect("Prometheus answers");
     assert_eq!(
-        stale_alerts(&v, "quiet-1", "firing") + stale_alerts(&v, "quiet-1", "pending"),
+        alerts(&v, STALE, "quiet-1", "firing") + alerts(&v, STALE, "quiet-1", "pending"),
         0,
         "no alert while heartbeating: {v}"
     );
@@ -321,10 +249,11 @@ async fn prometheus_fires_and_resolves_the_stale_heartbeat_alert() {
     // client's labels.
     beating.cancel();
     beats.await.unwrap();
-    let fired = until(prom_addr, "/api/v1/alerts", Duration::from_secs(60), |v| {
-        stale_alerts(v, "quiet-1", "firing") == 1
-    })
-    .await;
+    let fired = prom
+        .until("/api/v1/alerts", Duration::from_secs(60), |v| {
+            alerts(v, STALE, "quiet-1", "firing") == 1
+        })
+        .await;
     let alert = fired["data"]["alerts"]
         .as_array()
         .unwrap()
@@ -348,26 +277,12 @@ async fn prometheus_fires_and_resolves_the_stale_heartbeat_alert() {
     // Heartbeats again: the alert resolves.
     let beating = tokio_util::sync::CancellationToken::new();
     let beats = tokio::spawn(beat(client.tx.clone(), beating.clone()));
-    until(prom_addr, "/api/v1/alerts", Duration::from_secs(60), |v| {
-        stale_alerts(v, "quiet-1", "firing") + stale_alerts(v, "quiet-1", "pending") == 0
+    prom.until("/api/v1/alerts", Duration::from_secs(60), |v| {
+        alerts(v, STALE, "quiet-1", "firing") + alerts(v, STALE, "quiet-1", "pending") == 0
     })
     .await;
     beating.cancel();
     beats.await.unwrap();
 
-    // Stop Prometheus by its PID.
-    let pid = prom.id().unwrap().to_string();
-    assert!(
-        tokio::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .await
-            .unwrap()
-            .success()
-    );
-    tokio::time::timeout(WAIT, prom.wait())
-        .await
-        .expect("Prometheus stops")
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
+    prom.stop().await;
 }

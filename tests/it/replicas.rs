@@ -5,6 +5,7 @@
 //! fencing and a rolling restart.
 
 use crate::support::fake_kube::Outage;
+use crate::support::prometheus::{Prometheus, alerts};
 use crate::support::replicas::{
     Fleet, HOLDER_GRACE, LEASE, Replicas, client_id, held_by, longest_unheld, replay,
 };
@@ -256,7 +257,7 @@ async fn a_full_api_outage_ends_no_session_and_every_status_converges_after() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_client_on_two_replicas_at_once_leaves_exactly_one_session() {
     // A long flap bound, so the client surely cannot move back below.
-    let r = Replicas::start_with(&ABC[..2], 1, Duration::from_secs(60)).await;
+    let r = Replicas::start_with(&ABC[..2], 1, Duration::from_secs(60), &[]).await;
     let id = client_id(0);
     let (a, b) = (r.get("replica-a").grpc, r.get("replica-b").grpc);
     // Both claims race: neither lands before the other is made.
@@ -344,4 +345,131 @@ async fn a_rolling_restart_moves_every_client_and_runs_no_sync_twice() {
     for (n, span) in longest_unheld(&log, log_from) {
         assert!(span <= bound, "{n} was unheld for {span:?}");
     }
+}
+
+/// The replica holding the janitor Lease.
+fn janitor(r: &Replicas) -> Option<String> {
+    let lease = r.fake.get(
+        "coordination.k8s.io",
+        "v1",
+        "leases",
+        crate::support::replicas::NS,
+        "crypto-operator-janitor",
+    )?;
+    let holder = lease["spec"]["holderIdentity"].as_str()?.to_owned();
+    r.live.iter().any(|x| x.id == holder).then_some(holder)
+}
+
+/// `crypto_client_up` series per client across every scraped replica.
+async fn up_series(prom: &Prometheus, client: &str) -> Vec<serde_json::Value> {
+    prom.query(&format!("crypto_client_up{{client_id=\"{client}\"}}"))
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_over_three_replicas_sees_each_client_once_and_alerts_neither_double_nor_go_blind()
+ {
+    const STALE: &str = "CryptoClientHeartbeatStale";
+    const DOWN: &str = "CryptoClientDown";
+    // c-000 heartbeats (an SDK client through the Service), c-001 is
+    // connected and silent, c-002 never connects.
+    let mut r = Replicas::start_with(
+        &ABC,
+        3,
+        crate::support::replicas::MIN_HOLD,
+        &[
+            "--heartbeat-interval",
+            "1s",
+            "--stale-after",
+            "5m",
+            "--dead-after",
+            "10m",
+        ],
+    )
+    .await;
+    let prom = Prometheus::start(&r.live.iter().map(|x| x.http).collect::<Vec<_>>());
+    let jan =
+        crate::support::poll_until("a janitor", WAIT, Duration::from_millis(50), async || {
+            janitor(&r)
+        })
+        .await;
+    let quiet_on = r.live.iter().find(|x| x.id != jan).unwrap().grpc;
+    let fleet = Fleet::start(&r.proxy.url(), &[client_id(0)], Duration::ZERO);
+    fleet.wait_connected(WAIT).await;
+    let _quiet = RawClient::connect(quiet_on, &client_id(1)).await;
+    converged(&r, &[client_id(0), client_id(1)], WAIT).await;
+
+    // One alert each, with the client's labels and no replica's.
+    let v = prom
+        .until("/api/v1/alerts", Duration::from_secs(60), |v| {
+            alerts(v, STALE, "c-001", "firing") == 1 && alerts(v, DOWN, "c-002", "firing") == 1
+        })
+        .await;
+    for a in v["data"]["alerts"].as_array().unwrap() {
+        assert!(a["labels"].get("instance").is_none(), "{a}");
+        assert_ne!(
+            a["labels"]["client_id"], "c-000",
+            "the healthy client raises nothing: {a}"
+        );
+    }
+    assert_eq!(alerts(&v, STALE, "c-001", "firing"), 1, "{v}");
+    // Each client's series comes from one replica: its holder, or (unheld)
+    // the janitor.
+    let at = r.all_sessions().await;
+    for (client, from) in [
+        ("c-000", at["c-000"].0.clone()),
+        ("c-001", at["c-001"].0.clone()),
+        ("c-002", jan.clone()),
+    ] {
+        let series = up_series(&prom, client).await;
+        assert_eq!(series.len(), 1, "{client}: {series:?}");
+        let instance = series[0]["metric"]["instance"].as_str().unwrap();
+        assert_eq!(
+            instance,
+            r.get(&from).http.to_string(),
+            "{client} exported by {from}"
+        );
+    }
+
+    // The janitor dies: the next one exports c-002's `up 0`, and the alert
+    // keeps firing through the handover (one alert, never resolved).
+    r.kill(&jan).await;
+    crate::support::poll_until(
+        "a new janitor exports c-002",
+        Duration::from_secs(30),
+        Duration::from_millis(250),
+        async || {
+            let v = prom.get("/api/v1/alerts").await?;
+            assert_eq!(
+                alerts(&v, DOWN, "c-002", "firing"),
+                1,
+                "firing throughout the handover: {v}"
+            );
+            assert!(
+                alerts(&v, STALE, "c-001", "firing") + alerts(&v, STALE, "c-001", "pending") <= 1,
+                "{v}"
+            );
+            let series = up_series(&prom, "c-002").await;
+            let new = janitor(&r)?;
+            (series.len() == 1 && series[0]["metric"]["instance"] == r.get(&new).http.to_string())
+                .then_some(())
+        },
+    )
+    .await;
+    // c-000 (maybe moved off the dead replica) is exported once, by its holder.
+    fleet.wait_connected(WAIT).await;
+    let at = converged(&r, &[client_id(0)], WAIT).await;
+    let holder_http = r.get(&at["c-000"].0).http.to_string();
+    crate::support::poll_until(
+        "c-000 exported once, by its holder",
+        Duration::from_secs(30),
+        Duration::from_millis(250),
+        async || {
+            let series = up_series(&prom, "c-000").await;
+            (series.len() == 1 && series[0]["metric"]["instance"] == holder_http.as_str())
+                .then_some(())
+        },
+    )
+    .await;
+    prom.stop().await;
 }

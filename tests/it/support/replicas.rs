@@ -48,6 +48,8 @@ pub struct Replicas {
     pub live: Vec<Replica>,
     /// The flap bound the replicas get.
     pub min_hold: Duration,
+    /// More `serve` flags for every replica.
+    pub extra: Vec<String>,
     dir: PathBuf,
     kubeconfig: PathBuf,
 }
@@ -56,11 +58,16 @@ impl Replicas {
     /// Starts the fake API server, `clients` CryptoClients (`c-000`…,
     /// empty spec) and one ready replica per id.
     pub async fn start(ids: &[&str], clients: usize) -> Self {
-        Self::start_with(ids, clients, MIN_HOLD).await
+        Self::start_with(ids, clients, MIN_HOLD, &[]).await
     }
 
-    /// [`Replicas::start`] with another flap bound.
-    pub async fn start_with(ids: &[&str], clients: usize, min_hold: Duration) -> Self {
+    /// [`Replicas::start`] with another flap bound and more `serve` flags.
+    pub async fn start_with(
+        ids: &[&str],
+        clients: usize,
+        min_hold: Duration,
+        extra: &[&str],
+    ) -> Self {
         let fake = FakeKube::start().await;
         for i in 0..clients {
             fake.create(resource(&client_id(i))).unwrap();
@@ -77,6 +84,7 @@ impl Replicas {
             proxy: Proxy::start(Vec::new()).await,
             live: Vec::new(),
             min_hold,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             dir,
             kubeconfig,
         };
@@ -115,6 +123,8 @@ impl Replicas {
             "--log-format",
             "json",
         ];
+        let mut args: Vec<&str> = args.to_vec();
+        args.extend(self.extra.iter().map(String::as_str));
         let process = serve_args(
             &args,
             &[
