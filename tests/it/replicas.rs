@@ -5,10 +5,9 @@
 //! fencing and a rolling restart.
 
 use crate::support::fake_kube::Outage;
+use crate::support::fake_kube::audit::{longest_unheld, replay};
 use crate::support::prometheus::{Prometheus, alerts};
-use crate::support::replicas::{
-    Fleet, HOLDER_GRACE, LEASE, Replicas, client_id, held_by, longest_unheld, replay,
-};
+use crate::support::replicas::{Fleet, HOLDER_GRACE, LEASE, Replicas, client_id, held_by};
 use crate::support::{RawClient, WAIT, end_status, msg, open, register};
 use crypto_operator::client::ClientType;
 use serde_json::json;

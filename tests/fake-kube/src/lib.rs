@@ -97,6 +97,7 @@
 //! handle is dropped or [`FakeKube::shutdown`] is called: open watches end,
 //! idle connections close.
 
+pub mod audit;
 pub mod faults;
 pub mod kubeconfig;
 pub mod log;
