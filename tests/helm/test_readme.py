@@ -111,8 +111,28 @@ def test_values_table_names_real_values():
     for name in names:
         _lookup(values, name)
     for must in ["replicaCount", "watchNamespaces", "image.repository", "serviceMonitor.enabled",
-                 "prometheusRule.enabled", "operator.logFormat"]:
+                 "prometheusRule.enabled", "operator.logFormat", "membership.leasePrefix",
+                 "membership.leaseDuration", "peerToken.existingSecret", "podDisruptionBudget.enabled"]:
         assert must in names, f"README values table misses {must}"
+
+
+def test_values_table_defaults_match_values_yaml():
+    """Where a row lists one default per value it names (in order), each is
+    what values.yaml has."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    checked = 0
+    for names_cell, default_cell in re.findall(r"^\| (`[^|]+) \| ([^|]*) \|", section(), re.MULTILINE):
+        names = re.findall(r"`([A-Za-z][\w.]*)`", names_cell)
+        defaults = re.findall(r"`([^`]*)`", default_cell)
+        if not names or len(defaults) != len(names):
+            continue
+        for name, default in zip(names, defaults):
+            want = _lookup(values, name)
+            if isinstance(want, (dict, list)):
+                continue
+            assert yaml.safe_load(default) == want or default == f'"{want}"', (name, default, want)
+            checked += 1
+    assert checked >= 15, f"only {checked} defaults compared"
 
 
 @pytest.mark.parametrize("phrase", [

@@ -53,14 +53,31 @@ app.kubernetes.io/component: operator
 {{- end }}
 
 {{/*
-"true" when leader election is on: asked for, or more than one replica.
+Prefix of the replica Leases (<prefix>-replica-<pod>, <prefix>-janitor) and
+the value of their crypto.fleet.dev/lease-group label: the release's full
+name unless set, so two releases in one namespace never share Leases.
 */}}
-{{- define "crypto-operator.leaderElect" -}}
-{{- if or .Values.leaderElection.enabled (gt (int .Values.replicaCount) 1) }}true{{ end }}
+{{- define "crypto-operator.leasePrefix" -}}
+{{- default (include "crypto-operator.fullname" .) .Values.membership.leasePrefix }}
 {{- end }}
 
-{{- define "crypto-operator.leaseName" -}}
-{{- default (include "crypto-operator.fullname" .) .Values.leaderElection.leaseName }}
+{{/*
+The Secret holding the peer token (the user's, or the chart's own) and its key.
+*/}}
+{{- define "crypto-operator.peerTokenSecret" -}}
+{{- default (printf "%s-peer-token" (include "crypto-operator.fullname" .)) .Values.peerToken.existingSecret }}
+{{- end }}
+
+{{- define "crypto-operator.peerTokenKey" -}}
+{{- if .Values.peerToken.existingSecret }}{{ .Values.peerToken.key }}{{ else }}token{{ end }}
+{{- end }}
+
+{{/*
+A number from values (a float64 once Helm has read it) as a flag value:
+whole numbers without a fraction or exponent ("1000000", not "1e+06").
+*/}}
+{{- define "crypto-operator.number" -}}
+{{- if eq (float64 .) (floor .) }}{{ int64 . }}{{ else }}{{ . }}{{ end }}
 {{- end }}
 
 {{/*
