@@ -1,10 +1,14 @@
 //! The API write budget of the whole fleet: `--api-write-qps` and
 //! `--api-write-burst` shared across the live replicas (each takes its
 //! share, `qps / live`), as a token bucket per replica. Transitions (a
-//! phase, a command, a claim) wait for a token — they are delayed, never
-//! dropped; heartbeat refreshes take one only while the bucket is more than
-//! half full, so under pressure the refreshes are what gets shed and the
-//! transitions keep the rest.
+//! phase, a command, a claim) are delayed, never dropped: a reconcile
+//! reserves its transition's place (the bucket may go into debt) and comes
+//! back when that place is due, so waiting for the budget holds no
+//! reconcile slot and the next client's commands go out meanwhile; the
+//! janitor and the rare other writers wait in place. Heartbeat refreshes
+//! take a token only while the bucket is more than half full, so under
+//! pressure the refreshes are what gets shed and the transitions keep the
+//! rest.
 
 use super::membership::Membership;
 use std::sync::{Arc, Mutex};
@@ -86,6 +90,27 @@ impl WriteBudget {
         self.take(WriteKind::Refresh).is_ok()
     }
 
+    /// A transition's place: takes a token now, into debt if there is
+    /// none, and says how long until that token is earned (zero: write
+    /// now). The debt is bounded by the transitions waiting, one per
+    /// resource (`ClientRuntime::write_slot`).
+    pub(crate) fn reserve(&self) -> Duration {
+        let (rate, cap) = self.share();
+        let mut b = self
+            .bucket
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(cap);
+        b.at = now;
+        b.tokens -= 1.0;
+        if b.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-b.tokens / rate)
+        }
+    }
+
     /// A transition: waits for a token (bounded by the caller's reconcile
     /// timeout).
     pub(crate) async fn transition(&self) {
@@ -130,5 +155,28 @@ mod tests {
             !b.try_refresh(),
             "no refresh while transitions drain the bucket"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reservations_queue_transitions_at_the_rate_and_shed_refreshes_meanwhile() {
+        let m = Arc::new(Membership::new(ReplicaConfig::default()));
+        let b = WriteBudget::new(10.0, 2, m);
+        // Two tokens: two transitions now; the next ones queue 0.1 s apart.
+        assert_eq!(b.reserve(), Duration::ZERO);
+        assert_eq!(b.reserve(), Duration::ZERO);
+        let third = b.reserve();
+        let fourth = b.reserve();
+        assert!(
+            third > Duration::from_millis(90) && third <= Duration::from_millis(100),
+            "{third:?}"
+        );
+        assert!(
+            fourth > Duration::from_millis(190) && fourth <= Duration::from_millis(200),
+            "{fourth:?}"
+        );
+        assert!(!b.try_refresh(), "no refresh while transitions are owed");
+        // Once the debt is paid, a transition is free again.
+        tokio::time::advance(Duration::from_millis(300)).await;
+        assert_eq!(b.reserve(), Duration::ZERO);
     }
 }

@@ -374,26 +374,36 @@ pub async fn keep_lease(
     stop: CancellationToken,
 ) {
     let every = m.config().renew_every();
+    // One attempt may take until the renew deadline: a slow answer that
+    // still comes in time is a renewal (the deadline, not one attempt's
+    // timeout, decides whether the API is reachable). A failed attempt is
+    // retried soon, so several fit before the deadline, as client-go's
+    // leader election retries every RetryPeriod within its RenewDeadline.
+    let limit = m.config().renew_deadline();
+    let retry = (every / 5).max(Duration::from_millis(100));
     let mut failing = false;
     loop {
-        match renew(&api, &m, sessions(), every).await {
+        let started = Instant::now();
+        let next = match renew(&api, &m, sessions(), limit).await {
             Ok(()) => {
                 m.mark_renewed();
                 if failing {
                     info!(replica = m.me(), "replica Lease renewed again");
                     failing = false;
                 }
+                every.saturating_sub(started.elapsed())
             }
             Err(e) => {
                 if !failing {
-                    warn!(replica = m.me(), error = %e, "cannot renew the replica Lease");
+                    warn!(replica = m.me(), error = %e, "cannot renew the replica Lease; retrying");
                 }
                 failing = true;
+                retry
             }
-        }
+        };
         tokio::select! {
             _ = stop.cancelled() => break,
-            _ = tokio::time::sleep(every) => {}
+            () = tokio::time::sleep(next) => {}
         }
     }
     let name = m.config().lease_name();

@@ -35,6 +35,7 @@ mod pacing;
 mod reconcile;
 mod run;
 mod runtime;
+mod slim;
 mod status;
 mod watch;
 

@@ -6,14 +6,14 @@
 //! released); resources held elsewhere, or by nobody, are not touched (the
 //! janitor looks after the unheld ones).
 
-use super::budget::WriteKind;
+use super::budget::{WriteBudget, WriteKind};
 use super::context::Ctx;
 use super::decide::{Action as Cmd, Desired, decide};
 use super::fence::{self, Fence, Written};
 use super::holder::{Hold, hold, holder_of};
 use super::runtime::{ClientRuntime, Inflight, Key, SyncTracker};
 use super::status::{Observed, SessionView, compute_status, time, write_kind};
-use super::{Error, acks};
+use super::{Error, acks, slim};
 use crate::commands::{self, CommandKind, config_hash};
 use crate::crd::{CommandState, CryptoClient, Holder, LastCommand};
 use crate::streaming::Session;
@@ -68,10 +68,25 @@ async fn reconcile_inner(obj: &CryptoClient, ctx: &Arc<Ctx>) -> Result<Action, E
             return Ok(Action::await_change());
         }
         Hold::Released(h) => {
-            release(ctx, obj, &key, &h).await?;
+            if let Some(full) = full_object(ctx, obj).await? {
+                release(ctx, &full, &key, &h).await?;
+            }
             return Ok(Action::await_change());
         }
         Hold::Elsewhere => return Ok(Action::await_change()),
+    };
+    // Held here: the store kept only a slim copy until now (`slim.rs`).
+    let fetched;
+    let obj = if slim::is_slim(obj) {
+        match full_object(ctx, obj).await? {
+            Some(o) => {
+                fetched = o;
+                &fetched
+            }
+            None => return Ok(Action::await_change()),
+        }
+    } else {
+        obj
     };
     let generation = obj.metadata.generation.unwrap_or(0);
     let desired_map: HashMap<String, String> = obj
@@ -128,7 +143,7 @@ async fn reconcile_inner(obj: &CryptoClient, ctx: &Arc<Ctx>) -> Result<Action, E
     // Status, claiming the resource for this session if the recorded
     // holder is another (or none).
     let ours = holder_of(&ctx.membership, &session);
-    write_held(ctx, obj, &key, &session, &ours, &desired.config_hash).await?;
+    let deferred = write_held(ctx, obj, &key, &session, &ours, &desired.config_hash).await?;
 
     let next_sync = ctx.runtimes.with(&key, |rt| rt.sync.not_before);
     let connected = ctx.handle.connected();
@@ -139,7 +154,23 @@ async fn reconcile_inner(obj: &CryptoClient, ctx: &Arc<Ctx>) -> Result<Action, E
         requeue =
             requeue.min(t.saturating_duration_since(Instant::now()) + Duration::from_millis(50));
     }
+    if let Some(wait) = deferred {
+        requeue = requeue.min(wait);
+    }
     Ok(Action::requeue(requeue))
+}
+
+/// `obj` in full: itself, or read from the API when the store kept only
+/// its slim copy (`None`: deleted meanwhile).
+async fn full_object(ctx: &Ctx, obj: &CryptoClient) -> Result<Option<CryptoClient>, Error> {
+    if !slim::is_slim(obj) {
+        return Ok(Some(obj.clone()));
+    }
+    let (Some(ns), Some(name)) = (&obj.metadata.namespace, &obj.metadata.name) else {
+        return Err(Error::Unnamed);
+    };
+    let api: Api<CryptoClient> = Api::namespaced(ctx.client.clone(), ns);
+    Ok(api.get_opt(name).await?)
 }
 
 /// Whether `recorded` is `ours` (the same replica and session).
@@ -151,7 +182,10 @@ fn same_holder(recorded: Option<&Holder>, ours: &Holder) -> bool {
 /// Fenced on the recorded holder (ours), or — a claim — on the
 /// resourceVersion it was read at. When the fence fails the resource is
 /// read again once: still claimable, the write is retried; claimed by a
-/// newer session elsewhere, the local session ends.
+/// newer session elsewhere, the local session ends. `Some(wait)`: a
+/// transition waits for its place in the write budget; reconcile again
+/// then (the status is computed afresh, so what changed meanwhile goes in
+/// the same write).
 async fn write_held(
     ctx: &Arc<Ctx>,
     obj: &CryptoClient,
@@ -159,7 +193,7 @@ async fn write_held(
     session: &Arc<Session>,
     ours: &Holder,
     desired_hash: &str,
-) -> Result<(), Error> {
+) -> Result<Option<Duration>, Error> {
     let api: Api<CryptoClient> = Api::namespaced(ctx.client.clone(), &key.0);
     let mut current = obj.clone();
     for attempt in 0..2 {
@@ -173,7 +207,7 @@ async fn write_held(
             compute_status(&current, &seen, SystemTime::now())
         });
         let Some(kind) = write_kind(current.status.as_ref(), &new_status, ctx.status_every) else {
-            return Ok(());
+            return Ok(None);
         };
         let recorded = current.status.as_ref().and_then(|s| s.holder.as_ref());
         let rv = current
@@ -187,10 +221,18 @@ async fn write_held(
             Fence::Version(&rv)
         };
         match kind {
-            WriteKind::Transition => ctx.budget.transition().await,
+            WriteKind::Transition => {
+                let wait = ctx
+                    .runtimes
+                    .with(key, |rt| slot(rt, &ctx.budget, Instant::now()));
+                if let Some(wait) = wait {
+                    debug!(namespace = %key.0, name = %key.1, ?wait, "status transition waits for the write budget");
+                    return Ok(Some(wait));
+                }
+            }
             WriteKind::Refresh if !ctx.budget.try_refresh() => {
                 debug!(namespace = %key.0, name = %key.1, "heartbeat refresh shed (write budget)");
-                return Ok(());
+                return Ok(None);
             }
             WriteKind::Refresh => {}
         }
@@ -198,27 +240,48 @@ async fn write_held(
             Written::Accepted => {
                 ctx.metrics.status_written();
                 debug!(namespace = %key.0, name = %key.1, phase = ?new_status.phase, "status written");
-                return Ok(());
+                return Ok(None);
             }
             Written::Fenced => {
                 ctx.metrics.fenced_write();
                 debug!(namespace = %key.0, name = %key.1, attempt, "status write fenced; reading the resource again");
                 let Some(fresh) = api.get_opt(&key.1).await? else {
-                    return Ok(());
+                    return Ok(None);
                 };
                 match hold(&ctx.handle, &ctx.membership, &fresh) {
                     Hold::Session(s) if Arc::ptr_eq(&s, session) => current = fresh,
                     Hold::Superseded(h) => {
                         info!(client_id = %fresh.client_id(), by = %h.replica, "claimed by a newer session on another replica; ending ours");
                         ctx.handle.supersede(fresh.client_id(), &h.replica);
-                        return Ok(());
+                        return Ok(None);
                     }
-                    _ => return Ok(()),
+                    _ => return Ok(None),
                 }
             }
         }
     }
     Err(Error::Fenced)
+}
+
+/// Whether a transition may be written now (its reserved place came, or
+/// a token was there); otherwise how long until its place.
+fn slot(rt: &mut ClientRuntime, budget: &WriteBudget, now: Instant) -> Option<Duration> {
+    match rt.write_slot {
+        Some(at) if at > now => Some(at - now),
+        Some(_) => {
+            rt.write_slot = None;
+            None
+        }
+        None => {
+            let wait = budget.reserve();
+            if wait.is_zero() {
+                None
+            } else {
+                rt.write_slot = Some(now + wait);
+                Some(wait)
+            }
+        }
+    }
 }
 
 /// The last write of a session that ended on this replica: Disconnected,

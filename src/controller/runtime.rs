@@ -115,6 +115,9 @@ pub struct ClientRuntime {
     pub sync: SyncTracker,
     /// Consecutive reconcile errors (for backoff).
     pub errors: u32,
+    /// A status transition's place in the write budget: reserved, not yet
+    /// written (`budget.rs`).
+    pub write_slot: Option<tokio::time::Instant>,
 }
 
 impl ClientRuntime {

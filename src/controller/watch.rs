@@ -164,7 +164,7 @@ fn typed(ctx: &Ctx, obj: &Guarded) -> Option<CryptoClient> {
     match &obj.0 {
         Ok(o) => {
             index(ctx, o);
-            Some(o.clone())
+            Some(super::slim::stored(&ctx.handle, o))
         }
         Err(invalid) => {
             let (ns, name) = key(obj);

@@ -104,6 +104,7 @@ pub mod log;
 pub mod resources;
 pub mod selectors;
 pub mod server;
+pub mod service;
 pub mod status;
 pub mod store;
 pub mod tree;

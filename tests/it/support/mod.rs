@@ -9,7 +9,6 @@ pub use ::fake_kube;
 pub mod cluster;
 pub mod process;
 pub mod prometheus;
-pub mod proxy;
 pub mod readme;
 pub mod replicas;
 

@@ -5,10 +5,10 @@
 //! shared peer token.
 
 use super::WAIT;
+use super::fake_kube::service::Service;
 use super::fake_kube::{CRYPTO_GROUP as G, CRYPTO_PLURAL as P, CRYPTO_VERSION as V, FakeKube};
 use super::http::http_request;
 use super::process::{ServeProcess, free_port, serve_args, wait_http_ready};
-use super::proxy::Proxy;
 use crypto_operator::client::{
     self, ClientConfig, Command, CommandHandler, CommandResult, ConnectionState,
 };
@@ -44,7 +44,7 @@ pub struct Replica {
 /// The replicas, their API server and their Service.
 pub struct Replicas {
     pub fake: FakeKube,
-    pub proxy: Proxy,
+    pub proxy: Service,
     pub live: Vec<Replica>,
     /// The flap bound the replicas get.
     pub min_hold: Duration,
@@ -52,7 +52,14 @@ pub struct Replicas {
     pub extra: Vec<String>,
     dir: PathBuf,
     kubeconfig: PathBuf,
+    _one_at_a_time: tokio::sync::MutexGuard<'static, ()>,
 }
+
+/// One multi-replica scenario at a time: each runs three or more server
+/// processes against a fake API server in this process, and several at
+/// once on two cores starved the fakes past the 2 s renew deadline (a
+/// replica then rightly judged itself cut off and shed its sessions).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 impl Replicas {
     /// Starts the fake API server, `clients` CryptoClients (`c-000`…,
@@ -68,6 +75,7 @@ impl Replicas {
         min_hold: Duration,
         extra: &[&str],
     ) -> Self {
+        let one_at_a_time = ONE_AT_A_TIME.lock().await;
         let fake = FakeKube::start().await;
         for i in 0..clients {
             fake.create(resource(&client_id(i))).unwrap();
@@ -81,12 +89,13 @@ impl Replicas {
         let kubeconfig = fake.write_kubeconfig(&dir);
         let mut r = Self {
             fake,
-            proxy: Proxy::start(Vec::new()).await,
+            proxy: Service::start(Vec::new()).await,
             live: Vec::new(),
             min_hold,
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             dir,
             kubeconfig,
+            _one_at_a_time: one_at_a_time,
         };
         for id in ids {
             r.spawn(id).await;

@@ -1,4 +1,4 @@
-//! A loopback TCP proxy standing in for a Kubernetes Service: each new
+//! TEST DOUBLE: a loopback TCP proxy standing in for a Kubernetes Service: each new
 //! connection goes to the next backend in turn that accepts it (a dead or
 //! removed backend is skipped, as kube-proxy skips endpoints that are not
 //! ready). Bytes are copied both ways until either side closes. Dropping
@@ -10,20 +10,20 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
 /// A running proxy.
-pub struct Proxy {
+pub struct Service {
     pub addr: SocketAddr,
     backends: Arc<Mutex<Vec<SocketAddr>>>,
     _accept: tokio::task::JoinHandle<()>,
     abort: tokio::task::AbortHandle,
 }
 
-impl Drop for Proxy {
+impl Drop for Service {
     fn drop(&mut self) {
         self.abort.abort();
     }
 }
 
-impl Proxy {
+impl Service {
     /// Starts a proxy on 127.0.0.1:0 in front of `backends`.
     pub async fn start(backends: Vec<SocketAddr>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
