@@ -22,7 +22,15 @@
 //!    (default 10 minutes), on a fresh server each; the server's RSS,
 //!    threads, CPU and (ours) /metrics — clients connected, pending acks,
 //!    tasks alive — are sampled every `--soak-sample-every`, before the
-//!    load and after the clients left, to show whether they stay flat.
+//!    load and after the clients left, to show whether they stay flat;
+//! 8. replicas (not part of `all` either: `--scenario replicas`):
+//!    `--replicas` (3) operator processes in cluster mode against the fake
+//!    API server, behind the fake's Service (a loopback proxy), with
+//!    `--clients` SDK clients per replica; one replica is SIGKILLed: spread
+//!    before, its share's reconnect / desired-state / claim times, the
+//!    survivors' sessions, status writes per second against the budget and
+//!    the fencing replay; next to one replica holding the whole fleet,
+//!    killed and replaced at once.
 //!
 //! Run: `cargo bench --bench fleet -- --clients 1000,10000 --repeat 3`, and
 //! the soak: `cargo bench --bench fleet -- --clients 10000 --scenario soak`
@@ -37,9 +45,10 @@
 //! and `--role load`; the real server is the `crypto-operator` binary cargo
 //! built alongside. Results go to stdout as Markdown tables.
 //!
-//! Modules: `args` (flags), `orchestrate` (the parent; its child `soak`
-//! runs scenario 7, with `soak_report` for its tables), `load` (the load
-//! process; its child `soak_load` is scenario 7's load), `baseline`,
+//! Modules: `args` (flags), `orchestrate` (the parent; its children `soak`
+//! and `replicas` run scenarios 7 and 8, with `soak_report` for the soak's
+//! tables), `load` (the load process; its child `soak_load` is scenario
+//! 7's load), `replicas_load` (scenario 8's SDK clients), `baseline`,
 //! `report` (figures and the main table), `sys` (/proc, limits, signals).
 
 #[path = "fleet/args.rs"]
@@ -50,6 +59,8 @@ mod baseline;
 mod load;
 #[path = "fleet/orchestrate.rs"]
 mod orchestrate;
+#[path = "fleet/replicas_load.rs"]
+mod replicas_load;
 #[path = "fleet/report.rs"]
 mod report;
 #[path = "fleet/sys.rs"]
@@ -65,6 +76,7 @@ fn main() {
     match role {
         Some("baseline-server") => baseline::main(),
         Some("load") => load::main(&argv),
+        Some("replicas-load") => replicas_load::main(&argv),
         Some(other) => {
             eprintln!("fleet: unknown role {other}");
             std::process::exit(2);

@@ -14,6 +14,8 @@ pub struct Scenarios {
     pub status: bool,
     /// The soak (long; not part of `all`).
     pub soak: bool,
+    /// Several replicas and a SIGKILL (not part of `all`).
+    pub replicas: bool,
 }
 
 impl Scenarios {
@@ -25,6 +27,7 @@ impl Scenarios {
         broadcast: true,
         status: true,
         soak: false,
+        replicas: false,
     };
 
     /// Whether anything runs against the standalone servers.
@@ -41,12 +44,14 @@ impl Scenarios {
             broadcast: false,
             status: false,
             soak: false,
+            replicas: false,
         };
         for name in list.split(',').map(str::trim) {
             match name {
                 "all" => {
                     s = Self {
                         soak: s.soak,
+                        replicas: s.replicas,
                         ..Self::ALL
                     }
                 }
@@ -57,10 +62,11 @@ impl Scenarios {
                 "broadcast" => s.broadcast = true,
                 "status" => s.status = true,
                 "soak" => s.soak = true,
+                "replicas" => s.replicas = true,
                 other => {
                     return Err(format!(
                         "unknown scenario {other:?} (all, connect, rtt, throughput, ingest, \
-                         broadcast, status; or soak, which `all` leaves out)"
+                         broadcast, status; or soak and replicas, which `all` leaves out)"
                     ));
                 }
             }
@@ -112,6 +118,18 @@ pub struct Args {
     pub soak_command_every: Duration,
     /// Soak: how often the parent samples the server.
     pub soak_sample_every: Duration,
+    /// Replicas scenario: operator processes (`--clients` is per replica).
+    pub replicas: usize,
+    /// Replicas scenario: `--lease-duration` of every replica.
+    pub lease_duration: Duration,
+    /// Replicas scenario: `--min-hold` (the flap bound).
+    pub min_hold: Duration,
+    /// Replicas scenario: `--holder-grace`.
+    pub holder_grace: Duration,
+    /// Replicas scenario: `--api-write-qps`, the fleet's status-write budget.
+    pub api_write_qps: f64,
+    /// Replicas scenario: `--api-write-burst`.
+    pub api_write_burst: u32,
 }
 
 pub const USAGE: &str = "\
@@ -120,10 +138,15 @@ usage: cargo bench --bench fleet -- [--clients N[,N…]] [--scenario all|connect
          [--settle 1s] [--connect-concurrency 128] [--repeat 1] [--server-log info] [--server-flag FLAG]… [--only-ours]
          [--server-bin PATH] [--candidate PATH] [--smoke]
          [--soak-duration 10m] [--soak-heartbeat-every 1s] [--soak-command-every 1s] [--soak-sample-every 10s]
+         [--replicas 3] [--lease-duration 15s] [--min-hold 5s] [--holder-grace 10s] [--api-write-qps 100]
+         [--api-write-burst 500]
 --candidate runs a second crypto-operator build in the same rotation (before/after a change).
 soak (not part of all): every client heartbeats once per --soak-heartbeat-every and gets one command per
 --soak-command-every for --soak-duration, on a fresh server each (ours, then the baseline); the server's RSS,
 threads, tasks and pending acks are sampled every --soak-sample-every. --repeat does not apply to it.
+replicas (not part of all): --replicas operator processes in cluster mode behind a loopback proxy, --clients
+per replica (SDK clients); one replica is SIGKILLed: reconnect and claim times, survivors' sessions, writes
+against --api-write-qps, double writes; then the baseline: one replica with --clients, killed and replaced.
 Without --bench on the command line (cargo test runs benches that way) it runs the smoke mode.";
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -164,6 +187,12 @@ impl Args {
             soak_heartbeat_every: Duration::from_secs(1),
             soak_command_every: Duration::from_secs(1),
             soak_sample_every: Duration::from_secs(10),
+            replicas: 3,
+            lease_duration: Duration::from_secs(15),
+            min_hold: Duration::from_secs(5),
+            holder_grace: Duration::from_secs(10),
+            api_write_qps: crypto_operator::controller::DEFAULT_WRITE_QPS,
+            api_write_burst: crypto_operator::controller::DEFAULT_WRITE_BURST,
         }
     }
 
@@ -179,12 +208,17 @@ impl Args {
             connect_concurrency: 20,
             scenarios: Scenarios {
                 soak: true,
+                replicas: true,
                 ..Scenarios::ALL
             },
             soak_duration: Duration::from_secs(2),
             soak_heartbeat_every: Duration::from_millis(200),
             soak_command_every: Duration::from_millis(200),
             soak_sample_every: Duration::from_millis(500),
+            // Short Leases and flap bound, as the replica tests use.
+            lease_duration: Duration::from_secs(3),
+            min_hold: Duration::from_secs(1),
+            holder_grace: Duration::from_secs(2),
             ..Self::full()
         }
     }
@@ -222,6 +256,18 @@ impl Args {
                 "--soak-heartbeat-every" => a.soak_heartbeat_every = duration(value()?)?,
                 "--soak-command-every" => a.soak_command_every = duration(value()?)?,
                 "--soak-sample-every" => a.soak_sample_every = duration(value()?)?,
+                "--replicas" => a.replicas = list(value()?)?[0],
+                "--lease-duration" => a.lease_duration = duration(value()?)?,
+                "--min-hold" => a.min_hold = duration(value()?)?,
+                "--holder-grace" => a.holder_grace = duration(value()?)?,
+                "--api-write-qps" => {
+                    let v = value()?;
+                    a.api_write_qps = v.parse().map_err(|e| format!("{v:?}: {e}"))?;
+                }
+                "--api-write-burst" => {
+                    a.api_write_burst =
+                        u32::try_from(list(value()?)?[0]).map_err(|e| e.to_string())?;
+                }
                 "--smoke" | "--bench" => {}
                 "-h" | "--help" => return Err(USAGE.into()),
                 other if bench => return Err(format!("unknown flag {other}\n{USAGE}")),
@@ -242,6 +288,17 @@ impl Args {
         ];
         if soak.iter().any(Duration::is_zero) {
             return Err("the --soak-… durations must be positive".into());
+        }
+        if a.replicas < 2
+            || a.api_write_qps.is_nan()
+            || a.api_write_qps <= 0.0
+            || a.lease_duration.is_zero()
+        {
+            return Err(
+                "--replicas must be at least 2 (one is killed); --api-write-qps and \
+                 --lease-duration must be positive"
+                    .into(),
+            );
         }
         Ok(a)
     }

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
+#[path = "replicas.rs"]
+mod replicas;
 #[path = "soak.rs"]
 mod soak;
 
@@ -167,10 +169,18 @@ struct Load {
 
 impl Load {
     fn spawn(cfg: &LoadConfig) -> Result<Self, String> {
+        Self::spawn_role(
+            "load",
+            serde_json::to_string(cfg).map_err(|e| e.to_string())?,
+        )
+    }
+
+    /// This binary as `--role <role> --config <config>`.
+    fn spawn_role(role: &str, config: String) -> Result<Self, String> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let mut child = Command::new(exe)
-            .args(["--role", "load", "--config"])
-            .arg(serde_json::to_string(cfg).map_err(|e| e.to_string())?)
+            .args(["--role", role, "--config"])
+            .arg(config)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -358,6 +368,23 @@ async fn http_body(addr: SocketAddr, path: &str, limit: Duration) -> Option<Stri
     Some(body.to_owned())
 }
 
+/// Waits (60 s at most) until the operator's `/readyz` answers 200.
+async fn wait_ready(server: &Server) -> Result<(), String> {
+    let http = server.http.ok_or("no http_addr in the serving line")?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http_status(http, "/readyz").await != Some(200) {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{}: not ready in 60 s:\n{}",
+                server.name,
+                tail(&server.log, 20)
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
 /// Scenario 6: the operator in cluster mode against the fake API server;
 /// every client heartbeats once a second; status writes are counted in the
 /// fake's request log.
@@ -399,17 +426,7 @@ async fn status(n: usize, args: &Args, dir: &Path) -> Result<StatusResult, Strin
     .env("CRYPTO_LOG_FORMAT", "text");
     eprintln!("[fleet] {name}: starting");
     let server = start(cmd, name.clone(), dir.join(format!("cluster-{n}.log"))).await?;
-    let http = server.http.ok_or("no http_addr in the serving line")?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while http_status(http, "/readyz").await != Some(200) {
-        if Instant::now() > deadline {
-            return Err(format!(
-                "{name}: not ready in 60 s:\n{}",
-                tail(&server.log, 20)
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_ready(&server).await?;
     let cfg = LoadConfig {
         status: true,
         rtt: false,
@@ -708,6 +725,9 @@ async fn run(args: Args) -> Result<Vec<String>, String> {
             if args.scenarios.soak {
                 issues.extend(soak::run(n, &args, &dir).await?);
             }
+            if args.scenarios.replicas {
+                issues.extend(replicas::run(n, &args, &dir).await?);
+            }
             println!();
         }
         Ok(())
@@ -734,7 +754,13 @@ pub fn main(argv: &[String]) {
             std::process::exit(2);
         }
     };
-    let need = args.clients.iter().max().copied().unwrap_or(0) as u64 + 512;
+    let most = args.clients.iter().max().copied().unwrap_or(0) as u64;
+    // The replicas scenario's Service (here) holds two sockets per client.
+    let need = if args.scenarios.replicas {
+        2 * most * args.replicas as u64
+    } else {
+        most
+    } + 512;
     if let Err(e) = sys::raise_nofile(need) {
         eprintln!("fleet bench: {e}");
         std::process::exit(2);

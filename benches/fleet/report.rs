@@ -227,6 +227,27 @@ pub enum LoadEvent {
     Connected { connected: usize },
     /// The final figures.
     Report { report: Box<LoadReport> },
+    /// Replicas scenario: the load noted the time and every client's
+    /// session (the parent kills a replica next).
+    Marked { connected: usize },
+    /// Replicas scenario: what every client did since the mark.
+    Moved { clients: Vec<ClientMove> },
+}
+
+/// Replicas scenario: one SDK client since the parent's mark (just before
+/// it killed a replica).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ClientMove {
+    pub id: String,
+    /// Its session at the mark (None: not connected then).
+    pub before: Option<String>,
+    /// Its session now (None: not connected now).
+    pub now: Option<String>,
+    /// Mark → the first `Connected` with a session other than `before`.
+    pub reconnect_ms: Option<f64>,
+    /// Mark → the last `update_config` received (the desired state a new
+    /// session delivers), if one came after the mark.
+    pub config_ms: Option<f64>,
 }
 
 /// Scenario 6: status writes with the controller on.
