@@ -60,6 +60,17 @@ pub struct ServeArgs {
     /// Burst a client may send above the sustained rate before its session is ended.
     #[arg(long, env = "CRYPTO_MESSAGE_BURST", default_value_t = 2_000)]
     pub message_burst: u32,
+    /// Registrations accepted per second by this replica (0: no limit);
+    /// past the burst and a 250 ms wait, RESOURCE_EXHAUSTED with a retry hint.
+    #[arg(
+        long,
+        env = "CRYPTO_MAX_REGISTRATIONS_PER_SECOND",
+        default_value_t = 500
+    )]
+    pub max_registrations_per_second: u32,
+    /// Registrations accepted at once above that rate.
+    #[arg(long, env = "CRYPTO_REGISTRATION_BURST", default_value_t = 1_000)]
+    pub registration_burst: u32,
     /// Longest log or error text kept; longer ones are truncated and flagged.
     #[arg(long, env = "CRYPTO_MAX_TEXT_BYTES", default_value_t = 4096)]
     pub max_text_bytes: usize,
@@ -342,6 +353,8 @@ impl ServeArgs {
                 max_text_bytes: self.max_text_bytes,
                 max_session_age: self.max_session_age,
                 session_age_grace: self.session_age_grace,
+                max_registrations_per_second: self.max_registrations_per_second,
+                registration_burst: self.registration_burst,
             },
         })
     }

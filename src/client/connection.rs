@@ -82,6 +82,9 @@ enum Ended {
     /// The server refused the client (UNAUTHENTICATED, PERMISSION_DENIED):
     /// retrying soon will not change that.
     Refused(tonic::Status),
+    /// The server said when to come back (`proto::retry`): the registration
+    /// rate or the flap bound.
+    RetryAfter(Duration, String),
 }
 
 /// How long to wait before reconnecting after `ended` (`None`: stop). A
@@ -100,6 +103,15 @@ fn retry_delay(
             *refused = None;
             let delay = backoff.next_delay();
             warn!(%client_id, %why, delay_ms = delay.as_millis() as u64, "stream ended; reconnecting");
+            delay
+        }
+        Ended::RetryAfter(hint, why) => {
+            *refused = None;
+            // The hint plus up to half again, so a crowd told the same
+            // moment does not come back in step.
+            let jitter = hint.mul_f64(fastrand::f64() * 0.5);
+            let delay = hint + jitter;
+            debug!(%client_id, %why, delay_ms = delay.as_millis() as u64, "the server asked to retry later");
             delay
         }
         Ended::Refused(status) => {
@@ -124,6 +136,9 @@ fn retry_delay(
 
 /// A status the server ends a stream with; refusals are permanent-looking.
 fn ended_by(status: tonic::Status) -> Ended {
+    if let Some(hint) = crate::proto::retry::retry_hint(&status) {
+        return Ended::RetryAfter(hint, format!("{:?}: {}", status.code(), status.message()));
+    }
     match status.code() {
         tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => Ended::Refused(status),
         _ => Ended::Stream(format!("{:?}: {}", status.code(), status.message())),
@@ -427,5 +442,35 @@ mod tests {
             Ended::Stream(_)
         ));
         assert!(retry_delay("c", Ended::Shutdown, &mut b, &mut refused).is_none());
+    }
+
+    #[test]
+    fn a_retry_hint_is_honoured_with_up_to_half_again_of_jitter() {
+        let hint = Duration::from_millis(800);
+        let status = crate::proto::retry::with_retry_hint(
+            tonic::Status::resource_exhausted("registrations are over this replica's rate"),
+            hint,
+        );
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
+        let mut refused = None;
+        let mut delays = Vec::new();
+        for _ in 0..200 {
+            delays.push(retry_delay("c", ended_by(status.clone()), &mut b, &mut refused).unwrap());
+        }
+        assert!(
+            delays.iter().all(|d| *d >= hint && *d <= hint * 3 / 2),
+            "{delays:?}"
+        );
+        assert!(
+            delays
+                .iter()
+                .any(|d| *d > hint + Duration::from_millis(200)),
+            "spread, not all at the hint"
+        );
+        assert_eq!(
+            b.step(),
+            Duration::from_millis(100),
+            "a hint does not climb the backoff"
+        );
     }
 }

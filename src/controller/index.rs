@@ -219,12 +219,15 @@ impl ClientPolicy for ResourceIndex {
         if let (Some(m), Some(h)) = (&self.membership, &r.holder)
             && let Some(wait) = flap_wait(m, h)
         {
-            return Err(Status::unavailable(format!(
-                "client {client_id} moved to replica {} {}s ago; retry in {}s",
-                h.replica,
-                m.config().min_hold.saturating_sub(wait).as_secs(),
-                wait.as_secs().max(1)
-            )));
+            return Err(crate::proto::retry::with_retry_hint(
+                Status::unavailable(format!(
+                    "client {client_id} moved to replica {} {}s ago; retry in {}s",
+                    h.replica,
+                    m.config().min_hold.saturating_sub(wait).as_secs(),
+                    wait.as_secs().max(1)
+                )),
+                wait,
+            ));
         }
         Ok(ClientIdentity {
             resource: Some((r.namespace, r.name)),

@@ -14,6 +14,7 @@ pub use generated::*;
 
 #[cfg(feature = "server")]
 pub mod json;
+pub mod retry;
 
 /// Encoded `FileDescriptorSet` of every `crypto.v1` file, for reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("crypto_descriptor");

@@ -42,6 +42,11 @@ pub struct StreamingConfig {
     pub max_session_age: Duration,
     /// How long an aged-out session may finish its pending commands.
     pub session_age_grace: Duration,
+    /// Registrations this replica accepts per second (0: no limit); past
+    /// the burst and a short wait, RESOURCE_EXHAUSTED with a retry hint.
+    pub max_registrations_per_second: u32,
+    /// Registrations accepted at once above that rate.
+    pub registration_burst: u32,
 }
 
 impl Default for StreamingConfig {
@@ -65,6 +70,8 @@ impl Default for StreamingConfig {
             max_text_bytes: 4 * 1024,
             max_session_age: Duration::ZERO,
             session_age_grace: Duration::from_secs(30),
+            max_registrations_per_second: 500,
+            registration_burst: 1_000,
         }
     }
 }

@@ -17,4 +17,6 @@ pub(crate) struct Core {
     pub(crate) policy: Arc<dyn ClientPolicy>,
     pub(crate) auth: Arc<dyn ClientAuthenticator>,
     pub(crate) tasks: TaskTracker,
+    /// The registration rate (`limits::Admission`).
+    pub(crate) admission: super::limits::Admission,
 }

@@ -109,7 +109,14 @@ impl StreamingHandle {
     ) -> prometheus::Result<Self> {
         let core_metrics = Arc::new(CoreMetrics::new(metrics, labels)?);
         let bus = EventBus::new(config.event_buffer, core_metrics.events_lost.clone());
+        let admission = super::limits::Admission::new(
+            config.max_registrations_per_second,
+            config.registration_burst,
+            super::limits::ADMISSION_WAIT,
+            tokio::time::Instant::now(),
+        );
         let core = Arc::new(Core {
+            admission,
             config,
             registry: Registry::new(),
             bus,

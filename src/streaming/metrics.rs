@@ -30,6 +30,8 @@ pub struct CoreMetrics {
     streams_rejected: IntCounterVec,
     messages_rejected: IntCounterVec,
     rate_limited: IntCounter,
+    registrations_throttled: IntCounter,
+    registrations_delayed: IntCounter,
     texts_truncated: IntCounter,
     ping_rtt: Histogram,
     /// Events lost by slow event-bus subscribers.
@@ -160,6 +162,14 @@ impl CoreMetrics {
                 "crypto_sessions_rate_limited_total",
                 "Sessions ended for sending faster than the message rate limit.",
             )?)?,
+            registrations_throttled: r.register(IntCounter::new(
+                "crypto_registrations_throttled_total",
+                "Registrations refused with RESOURCE_EXHAUSTED and a retry hint: over the registration rate.",
+            )?)?,
+            registrations_delayed: r.register(IntCounter::new(
+                "crypto_registrations_delayed_total",
+                "Registrations admitted after a short wait for the registration rate.",
+            )?)?,
             texts_truncated: r.register(IntCounter::new(
                 "crypto_texts_truncated_total",
                 "Log and error texts truncated to the maximum text size.",
@@ -261,6 +271,14 @@ impl CoreMetrics {
 
     pub(crate) fn rate_limited(&self) {
         self.rate_limited.inc();
+    }
+
+    pub(crate) fn registration_throttled(&self) {
+        self.registrations_throttled.inc();
+    }
+
+    pub(crate) fn registration_delayed(&self) {
+        self.registrations_delayed.inc();
     }
 
     pub(crate) fn text_truncated(&self) {

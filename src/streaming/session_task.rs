@@ -101,6 +101,26 @@ async fn accept(
         return Err(Some(Status::unavailable("server shutting down")));
     }
     let identity = core.policy.admit(&msg.client_id, &reg).map_err(Some)?;
+    // The registration rate, before the credential check (the costly part).
+    match core.admission.reserve(Instant::now()) {
+        Ok(wait) if wait.is_zero() => {}
+        Ok(wait) => {
+            core.metrics.registration_delayed();
+            tokio::time::sleep(wait).await;
+        }
+        Err(retry) => {
+            core.metrics.registration_throttled();
+            debug!(client_id = %msg.client_id, retry_ms = retry.as_millis() as u64, "registration over the rate; refused with a retry hint");
+            return Err(Some(crate::proto::retry::with_retry_hint(
+                Status::resource_exhausted(format!(
+                    "registrations are over this replica's rate of {}/s; retry in {} ms",
+                    core.config.max_registrations_per_second,
+                    retry.as_millis().max(1)
+                )),
+                retry,
+            )));
+        }
+    }
     // A client certificate that names this client id (DNS SAN) is proof
     // enough; otherwise the authenticator decides.
     let cert_binds = creds

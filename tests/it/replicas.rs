@@ -6,6 +6,7 @@
 
 use crate::support::fake_kube::Outage;
 use crate::support::fake_kube::audit::{longest_unheld, replay};
+use crate::support::http::http_request;
 use crate::support::prometheus::{Prometheus, alerts};
 use crate::support::replicas::{Fleet, HOLDER_GRACE, LEASE, Replicas, client_id, held_by};
 use crate::support::{RawClient, WAIT, end_status, msg, open, register};
@@ -471,4 +472,91 @@ async fn prometheus_over_three_replicas_sees_each_client_once_and_alerts_neither
     )
     .await;
     prom.stop().await;
+}
+
+/// The counter `name` in a Prometheus text exposition (0 when absent).
+fn counter(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_storm_is_admitted_at_the_registration_rate_and_every_client_returns() {
+    // 10 registrations at once and 10/s per replica: the 40 or so clients
+    // of the killed replica arrive at two survivors faster than that.
+    const RATE: f64 = 10.0;
+    const BURST: f64 = 10.0;
+    let names = ids(120);
+    let mut r = Replicas::start_with(
+        &ABC,
+        names.len(),
+        crate::support::replicas::MIN_HOLD,
+        &[
+            "--max-registrations-per-second",
+            "10",
+            "--registration-burst",
+            "10",
+        ],
+    )
+    .await;
+    let fleet = Fleet::start(&r.proxy.url(), &names, Duration::ZERO);
+    fleet.wait_connected(WAIT * 3).await;
+    let before = converged(&r, &names, WAIT * 3).await;
+    let moving: Vec<String> = names
+        .iter()
+        .filter(|n| before[*n].0 == "replica-c")
+        .cloned()
+        .collect();
+    assert!(moving.len() >= 30, "replica-c holds {}", moving.len());
+    let scrape = async |r: &Replicas, id: &str| {
+        let m = http_request(r.get(id).http, "GET", "/metrics", &[], None).await;
+        assert_eq!(m.status, 200);
+        counter(&m.body, "crypto_registrations_throttled_total")
+    };
+    let throttled_before = scrape(&r, "replica-a").await + scrape(&r, "replica-b").await;
+    let killed = std::time::SystemTime::now();
+    r.kill("replica-c").await;
+
+    // Every client is back within the bound: the share over two replicas
+    // at their rate, plus the retry hints' jitter and a Lease of slack.
+    let share = moving.len() as f64;
+    let bound = Duration::from_secs_f64(share / (2.0 * RATE) * 1.5) + LEASE + WAIT;
+    fleet.wait_moved(&moving, &before, bound).await;
+    let after = converged(&r, &names, WAIT * 2).await;
+    // Refusals were counted (RESOURCE_EXHAUSTED with a retry hint) ...
+    let throttled = scrape(&r, "replica-a").await + scrape(&r, "replica-b").await;
+    assert!(
+        throttled > throttled_before,
+        "no registration was refused ({throttled_before} -> {throttled})"
+    );
+    // ... and each survivor admitted at most the burst plus the rate: its
+    // sessions' registration times (`status.holder.since`, to the
+    // microsecond) never crowd more than that into any window.
+    for id in ["replica-a", "replica-b"] {
+        let mut times: Vec<f64> = names
+            .iter()
+            .filter(|n| after[*n].0 == id)
+            .filter_map(|n| {
+                let since = r.resource(n)["status"]["holder"]["since"]
+                    .as_str()?
+                    .parse::<jiff::Timestamp>()
+                    .ok()?;
+                let t = std::time::SystemTime::from(since);
+                t.duration_since(killed).ok().map(|d| d.as_secs_f64())
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        for i in 0..times.len() {
+            for j in i..times.len() {
+                let admitted = (j - i + 1) as f64;
+                let allowed = BURST + RATE * (times[j] - times[i]) + 1.0;
+                assert!(
+                    admitted <= allowed,
+                    "{id} admitted {admitted} registrations in {:.3} s (allowed {allowed:.1})",
+                    times[j] - times[i]
+                );
+            }
+        }
+    }
 }
