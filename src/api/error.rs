@@ -57,6 +57,8 @@ pub struct ApiError {
     status: StatusCode,
     body: ErrorBody,
     www_authenticate: Option<&'static str>,
+    /// `Retry-After`, in seconds.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -69,6 +71,7 @@ impl ApiError {
                 message: message.into(),
             },
             www_authenticate: None,
+            retry_after: None,
         }
     }
 
@@ -111,7 +114,10 @@ impl ApiError {
             Code::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
         };
-        Self::new(status, code, s.message())
+        let mut e = Self::new(status, code, s.message());
+        // A retry hint (`proto::retry`) becomes Retry-After, in seconds.
+        e.retry_after = crate::proto::retry::retry_hint(s).map(|d| d.as_secs().max(1));
+        e
     }
 
     /// The error of a command whose ack did not come.
@@ -144,7 +150,11 @@ impl IntoResponse for ApiError {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(v));
         }
-        if self.status == StatusCode::TOO_MANY_REQUESTS {
+        if let Some(secs) = self.retry_after {
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        } else if self.status == StatusCode::TOO_MANY_REQUESTS {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }

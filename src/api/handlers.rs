@@ -214,8 +214,12 @@ async fn get_client(st: ApiState, p: Params, _: NoBody) -> Result<ClientInfo, Ap
     let id = p.get("id");
     let info = st
         .handle
-        .snapshot(id)
-        .ok_or_else(|| ApiError::not_connected(id))?;
+        .snapshot_anywhere(id, false)
+        .await
+        .map_err(|s| match s.code() {
+            tonic::Code::NotFound => ApiError::not_connected(id),
+            _ => ApiError::from_status(&s),
+        })?;
     Ok(ClientInfo::from(&info))
 }
 
@@ -229,6 +233,25 @@ async fn send_command(
     let command_id = command.command_id.clone();
     let span = info_span!("api_command", client_id = %client_id, command_id = %command_id, kind = ?req.kind);
     async move {
+        if st.handle.session(&client_id).is_none() && st.handle.has_remote() {
+            // One hop to the replica holding the client.
+            let done = st
+                .handle
+                .command_anywhere(&client_id, command, req.wait, timeout, false)
+                .await
+                .map_err(|s| {
+                    warn!(error = %s.message(), "forwarded command refused or failed");
+                    ApiError::from_status(&s)
+                })?;
+            info!(wait = req.wait, "command forwarded to the client's replica");
+            return Ok(match done.ack {
+                None => CommandReply::Accepted(CommandAccepted { command_id }),
+                Some(ack) => CommandReply::Done(CommandDone {
+                    command_id,
+                    ack: (&ack).into(),
+                }),
+            });
+        }
         let pending = st
             .handle
             .send_checked(&client_id, command, timeout)

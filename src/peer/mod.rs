@@ -1,10 +1,13 @@
 //! Replica to replica: the peer service on the gRPC port (`service.rs`,
 //! authenticated with the shared peer token) and what a replica asks its
-//! peers — today, when it cannot reach the Kubernetes API, whether they
-//! can (`partition.rs`).
+//! peers: when it cannot reach the Kubernetes API, whether they can
+//! (`partition.rs`); and operator calls for clients they hold
+//! (`forward.rs`).
 
+mod forward;
 mod partition;
 mod service;
 
+pub use forward::Forwarder;
 pub use partition::watch_partition;
 pub use service::PeerService;

@@ -1,27 +1,36 @@
-//! The peer service: answers other replicas of the same deployment. Every
-//! call must carry the peer token (`authorization: Bearer <token>`,
+//! The peer service: answers other replicas of the same deployment —
+//! whether this replica reaches the API, and the operator calls forwarded
+//! to it for the clients it holds (run here only, never forwarded again).
+//! Every call must carry the peer token (`authorization: Bearer <token>`,
 //! compared as SHA-256 digests in constant time); without a configured
 //! token the service refuses every call.
 
 use crate::controller::Membership;
 use crate::proto::peer_service_server;
-use crate::proto::{ApiHealthReply, ApiHealthRequest};
-use crate::streaming::{Credentials, token_digest};
+use crate::proto::{
+    ApiHealthReply, ApiHealthRequest, ClientInfo, ForwardCommandReply, ForwardCommandRequest,
+    GetClientRequest,
+};
+use crate::streaming::{Credentials, StreamingHandle, token_digest};
 use std::sync::Arc;
+use std::time::Duration;
 use tonic::{Request, Response, Status};
 use tracing::warn;
 
 /// The peer service of one replica.
 pub struct PeerService {
     membership: Arc<Membership>,
+    handle: StreamingHandle,
     token: Option<[u8; 32]>,
 }
 
 impl PeerService {
-    /// A service answering for `membership`, to callers presenting `token`.
-    pub fn new(membership: Arc<Membership>, token: Option<&str>) -> Self {
+    /// A service answering for `membership` and the sessions of `handle`,
+    /// to callers presenting `token`.
+    pub fn new(membership: Arc<Membership>, handle: StreamingHandle, token: Option<&str>) -> Self {
         Self {
             membership,
+            handle,
             token: token.map(|t| token_digest(t.as_bytes())),
         }
     }
@@ -69,5 +78,52 @@ impl peer_service_server::PeerService for PeerService {
                 .reachable_for()
                 .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         }))
+    }
+
+    async fn forward_command(
+        &self,
+        request: Request<ForwardCommandRequest>,
+    ) -> Result<Response<ForwardCommandReply>, Status> {
+        self.authorize(&request)?;
+        let req = request.into_inner();
+        let command = req
+            .command
+            .ok_or_else(|| Status::invalid_argument("command is required"))?;
+        let timeout =
+            (req.timeout_ms > 0).then(|| Duration::from_millis(u64::from(req.timeout_ms)));
+        let done = self
+            .handle
+            .command_anywhere(&req.client_id, command, req.wait, timeout, true)
+            .await
+            .map_err(|s| self.not_holder_named(&req.client_id, s))?;
+        Ok(Response::new(ForwardCommandReply {
+            command_id: done.command_id,
+            ack: done.ack,
+        }))
+    }
+
+    async fn forward_get_client(
+        &self,
+        request: Request<GetClientRequest>,
+    ) -> Result<Response<ClientInfo>, Status> {
+        self.authorize(&request)?;
+        let id = request.into_inner().client_id;
+        let info = self
+            .handle
+            .snapshot_anywhere(&id, true)
+            .await
+            .map_err(|s| self.not_holder_named(&id, s))?;
+        Ok(Response::new(info))
+    }
+}
+
+impl PeerService {
+    /// The handle's "not held here", with this replica's id in it.
+    fn not_holder_named(&self, client_id: &str, s: Status) -> Status {
+        if crate::proto::hops::is_not_holder(&s) {
+            crate::proto::hops::not_holder(client_id, self.membership.me())
+        } else {
+            s
+        }
     }
 }

@@ -129,6 +129,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
     };
     let metrics = Registry::new();
     let plane = Plane::new(&config.mode);
+    let has_tls = config.security.tls.is_some();
     let tls = match &config.security.tls {
         Some((cert, key, ca)) => Some(Arc::new(TlsFiles::load(
             cert.clone(),
@@ -189,6 +190,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
             ..
         } => Some(crate::peer::PeerService::new(
             membership.clone(),
+            handle.clone(),
             controller.replica.peer_token.as_deref(),
         )),
         Plane::Standalone => None,
@@ -220,6 +222,17 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
             },
             Some(health),
         ) => {
+            // Operator calls for clients other replicas hold go one hop
+            // to them, over the peer service (plaintext peer calls, like
+            // the partition check: not with TLS on the gRPC port).
+            if let (Some(token), false) = (&controller.replica.peer_token, has_tls) {
+                handle.set_remote(crate::peer::Forwarder::new(
+                    index.clone(),
+                    membership.clone(),
+                    client.clone(),
+                    token.clone(),
+                ));
+            }
             tokio::spawn(crate::peer::watch_partition(
                 membership.clone(),
                 handle.clone(),

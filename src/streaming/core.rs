@@ -19,4 +19,6 @@ pub(crate) struct Core {
     pub(crate) tasks: TaskTracker,
     /// The registration rate (`limits::Admission`).
     pub(crate) admission: super::limits::Admission,
+    /// Clients held elsewhere (`remote.rs`): set once by the server.
+    pub(crate) remote: std::sync::OnceLock<Arc<dyn super::Remote>>,
 }

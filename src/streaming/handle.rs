@@ -116,6 +116,7 @@ impl StreamingHandle {
             tokio::time::Instant::now(),
         );
         let core = Arc::new(Core {
+            remote: std::sync::OnceLock::new(),
             admission,
             config,
             registry: Registry::new(),
@@ -219,6 +220,89 @@ impl StreamingHandle {
                 .allow_command(client_id, CommandKind::of(c))?;
         }
         self.send(client_id, command, timeout).map_err(Status::from)
+    }
+
+    /// Wires in how to reach clients held by other replicas (once; later
+    /// calls are ignored).
+    pub fn set_remote(&self, remote: Arc<dyn super::Remote>) {
+        let _ = self.core.remote.set(remote);
+    }
+
+    /// Whether a [`super::Remote`] is wired in (cluster mode).
+    pub fn has_remote(&self) -> bool {
+        self.core.remote.get().is_some()
+    }
+
+    /// Where an operator's call for `client_id` goes: `None` here (the
+    /// client is connected here, or the call was forwarded to us and must
+    /// not go further, or there is no other replica), else the remote.
+    fn remote_for(&self, client_id: &str, forwarded: bool) -> Option<Arc<dyn super::Remote>> {
+        if forwarded || self.session(client_id).is_some() {
+            return None;
+        }
+        self.core.remote.get().cloned()
+    }
+
+    /// An operator's command for `client_id`, wherever it is held:
+    /// checked and sent here, or forwarded exactly one hop to its holder.
+    /// `wait`: until its ack, up to `timeout` (default: the ack timeout).
+    /// `forwarded`: the call came from another replica; a client not held
+    /// here is then [`crate::proto::hops::not_holder`], never forwarded.
+    pub async fn command_anywhere(
+        &self,
+        client_id: &str,
+        command: ServerCommand,
+        wait: bool,
+        timeout: Option<Duration>,
+        forwarded: bool,
+    ) -> Result<super::Forwarded, Status> {
+        if let Some(remote) = self.remote_for(client_id, forwarded) {
+            if let Some(c) = &command.command {
+                self.core
+                    .policy
+                    .allow_command(client_id, CommandKind::of(c))?;
+            }
+            let timeout = timeout.unwrap_or(self.core.config.ack_timeout);
+            return remote
+                .command(client_id.to_owned(), command, wait, timeout)
+                .await;
+        }
+        if forwarded && self.session(client_id).is_none() {
+            return Err(crate::proto::hops::not_holder(client_id, "this replica"));
+        }
+        let pending = self.send_checked(client_id, command, timeout)?;
+        let command_id = pending.command_id.clone();
+        if !wait {
+            // The session task tracks the ack and its timeout.
+            return Ok(super::Forwarded {
+                command_id,
+                ack: None,
+            });
+        }
+        let ack = pending.ack().await?;
+        Ok(super::Forwarded {
+            command_id,
+            ack: Some(ack),
+        })
+    }
+
+    /// The snapshot of `client_id`, wherever it is held (`forwarded` as
+    /// for [`StreamingHandle::command_anywhere`]).
+    pub async fn snapshot_anywhere(
+        &self,
+        client_id: &str,
+        forwarded: bool,
+    ) -> Result<ClientInfo, Status> {
+        if let Some(remote) = self.remote_for(client_id, forwarded) {
+            return remote.snapshot(client_id.to_owned()).await;
+        }
+        match self.snapshot(client_id) {
+            Some(info) => Ok(info),
+            None if forwarded => Err(crate::proto::hops::not_holder(client_id, "this replica")),
+            None => Err(Status::not_found(format!(
+                "client {client_id} is not connected"
+            ))),
+        }
     }
 
     /// Sends `command` and waits for its ack up to `timeout`.

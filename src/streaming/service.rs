@@ -103,25 +103,27 @@ impl CryptoStreamingService for StreamingService {
         request: Request<SendCommandRequest>,
     ) -> Result<Response<SendCommandResponse>, Status> {
         self.authorize(&request)?;
+        let forwarded = crate::proto::hops::is_forwarded(request.metadata());
         let req = request.into_inner();
         let span = debug_span!("send_command", client_id = %req.client_id, command_id = tracing::field::Empty);
         async {
             let command = req
                 .command
                 .ok_or_else(|| Status::invalid_argument("command is required"))?;
-            let pending = self
+            // Fire and forget: the holder's session task tracks the ack
+            // and its timeout.
+            let sent = self
                 .handle
-                .send_checked(&req.client_id, command, None)
+                .command_anywhere(&req.client_id, command, false, None, forwarded)
+                .await
                 .inspect_err(
                     |e| warn!(client_id = %req.client_id, error = %e.message(), "command refused"),
                 )?;
-            let command_id = pending.command_id.clone();
-            tracing::Span::current().record("command_id", command_id.as_str());
+            tracing::Span::current().record("command_id", sent.command_id.as_str());
             tracing::debug!("command queued");
-            // Fire and forget: the session task tracks the ack and its
-            // timeout; dropping the receiver only means nobody waits here.
-            drop(pending);
-            Ok(Response::new(SendCommandResponse { command_id }))
+            Ok(Response::new(SendCommandResponse {
+                command_id: sent.command_id,
+            }))
         }
         .instrument(span)
         .await
@@ -133,6 +135,7 @@ impl CryptoStreamingService for StreamingService {
     ) -> Result<Response<CommandAck>, Status> {
         self.authorize(&request)?;
         let call_deadline = call_deadline(&request);
+        let forwarded = crate::proto::hops::is_forwarded(request.metadata());
         let req = request.into_inner();
         let span = debug_span!("execute_command", client_id = %req.client_id, command_id = tracing::field::Empty);
         async {
@@ -151,16 +154,16 @@ impl CryptoStreamingService for StreamingService {
             if let Some(d) = call_deadline {
                 timeout = timeout.min(d);
             }
-            let pending = self
+            let done = self
                 .handle
-                .send_checked(&req.client_id, command, Some(timeout))
-                .inspect_err(
-                    |e| warn!(client_id = %req.client_id, error = %e.message(), "command refused"),
-                )?;
-            let ack = pending
-                .ack()
+                .command_anywhere(&req.client_id, command, true, Some(timeout), forwarded)
                 .await
-                .inspect_err(|e| warn!(client_id = %req.client_id, error = %e, "command failed"))?;
+                .inspect_err(
+                    |e| warn!(client_id = %req.client_id, error = %e.message(), "command failed"),
+                )?;
+            let ack = done
+                .ack
+                .ok_or_else(|| Status::internal("the holder answered without the ack"))?;
             Ok(Response::new(ack))
         }
         .instrument(span)
@@ -187,11 +190,9 @@ impl CryptoStreamingService for StreamingService {
         request: Request<GetClientRequest>,
     ) -> Result<Response<ClientInfo>, Status> {
         self.authorize(&request)?;
+        let forwarded = crate::proto::hops::is_forwarded(request.metadata());
         let id = request.into_inner().client_id;
-        let info = self
-            .handle
-            .snapshot(&id)
-            .ok_or_else(|| Status::not_found(format!("client {id} is not connected")))?;
+        let info = self.handle.snapshot_anywhere(&id, forwarded).await?;
         Ok(Response::new(info))
     }
 }

@@ -560,3 +560,237 @@ async fn a_reconnect_storm_is_admitted_at_the_registration_rate_and_every_client
         }
     }
 }
+
+/// The first client (by id) that `replica` holds.
+fn first_held_by(held: &HashMap<String, (String, String)>, replica: &str) -> String {
+    let mut ids: Vec<&String> = held
+        .iter()
+        .filter(|(_, (r, _))| r == replica)
+        .map(|(n, _)| n)
+        .collect();
+    ids.sort();
+    let first = ids
+        .first()
+        .unwrap_or_else(|| panic!("{replica} holds no client"));
+    (*first).clone()
+}
+
+/// The CLI, as a user runs it.
+async fn cli(args: &[&str]) -> std::process::Output {
+    tokio::time::timeout(
+        WAIT,
+        tokio::process::Command::new(crate::support::process::BIN)
+            .args(args)
+            .env("CRYPTO_LOG", "warn")
+            .output(),
+    )
+    .await
+    .expect("the CLI finishes")
+    .expect("the CLI runs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_calls_through_a_replica_that_does_not_hold_the_client_reach_its_holder() {
+    use crypto_operator::proto::{ExecuteCommandRequest, GetClientRequest, SyncWallets};
+    let names = ids(30);
+    let r = Replicas::start(&ABC, names.len()).await;
+    // Syncs take 3 s: long enough to time out a forwarded call on.
+    let fleet = Fleet::start(&r.proxy.url(), &names, Duration::from_secs(3));
+    fleet.wait_connected(WAIT * 3).await;
+    let before = converged(&r, &names, WAIT * 3).await;
+    let on_a = first_held_by(&before, "replica-a");
+    let b = r.get("replica-b");
+
+    // The CLI through replica-b: the ack comes back from replica-a's client.
+    let server = format!("http://{}", b.grpc);
+    let out = cli(&["command", &on_a, "ping", "--wait", "--server", &server]).await;
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("succeeded"),
+        "{out:?}"
+    );
+
+    // The admin API of replica-b, waiting for the ack.
+    let reply = http_request(
+        b.http,
+        "POST",
+        &format!("/api/v1/clients/{on_a}/commands"),
+        &[("Content-Type", "application/json")],
+        Some(r#"{"type":"ping","wait":true}"#),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["ack"]["success"], true, "{}", reply.body);
+
+    // GetClient through replica-b: the holder's view (its session).
+    let mut op = crate::support::operator(b.grpc).await;
+    let info = op
+        .get_client(GetClientRequest {
+            client_id: on_a.clone(),
+        })
+        .await
+        .expect("GetClient is forwarded")
+        .into_inner();
+    assert_eq!(info.session_id, before[&on_a].1);
+
+    // Timeouts hold through the hop: a sync that takes 3 s, asked with
+    // `timeout_ms` 700, is DEADLINE_EXCEEDED after 700 ms ...
+    let sync = |timeout_ms| ExecuteCommandRequest {
+        client_id: on_a.clone(),
+        command: Some(crypto_operator::proto::ServerCommand {
+            command: Some(
+                crypto_operator::proto::server_command::Command::SyncWallets(SyncWallets::default()),
+            ),
+            ..Default::default()
+        }),
+        timeout_ms,
+    };
+    let started = Instant::now();
+    let err = op.execute_command_sync(sync(700)).await.unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    assert!(
+        took >= Duration::from_millis(690) && took < Duration::from_millis(1500),
+        "ended after {took:?}"
+    );
+    // ... and so does the caller's own deadline (grpc-timeout 700 ms): the
+    // holder waits no longer than that for the ack, and the caller's
+    // channel ends the call at its deadline (tonic reports its own
+    // deadline as CANCELLED "Timeout expired").
+    let mut req = tonic::Request::new(sync(0));
+    req.set_timeout(Duration::from_millis(700));
+    let started = Instant::now();
+    let err = op.execute_command_sync(req).await.unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        matches!(err.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{err:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(690) && took < Duration::from_millis(1500),
+        "ended after {took:?}"
+    );
+
+    // Loop guard: a call marked as forwarded that reaches a replica not
+    // holding the client is refused there, not forwarded again.
+    let mut marked = tonic::Request::new(GetClientRequest {
+        client_id: on_a.clone(),
+    });
+    marked
+        .metadata_mut()
+        .insert("x-crypto-forwarded-by", "replica-c".parse().unwrap());
+    let err = op.get_client(marked).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(
+        err.metadata().get("x-crypto-not-holder").is_some(),
+        "{err:?}"
+    );
+    // The same through the peer service itself (with the peer token).
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", b.grpc))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut peer = crypto_operator::proto::peer_service_client::PeerServiceClient::new(channel);
+    let mut fwd = tonic::Request::new(crypto_operator::proto::ForwardCommandRequest {
+        client_id: on_a.clone(),
+        command: Some(crypto_operator::proto::ServerCommand {
+            command: Some(crypto_operator::proto::server_command::Command::Ping(
+                crypto_operator::proto::Ping::default(),
+            )),
+            ..Default::default()
+        }),
+        wait: true,
+        timeout_ms: 5000,
+    });
+    fwd.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", crate::support::replicas::PEER_TOKEN)
+            .parse()
+            .unwrap(),
+    );
+    fwd.metadata_mut()
+        .insert("x-crypto-forwarded-by", "replica-c".parse().unwrap());
+    let err = peer.forward_command(fwd).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("replica-b does not hold"), "{err:?}");
+
+    // A client nobody holds is NOT_FOUND through any replica.
+    let err = op
+        .get_client(GetClientRequest {
+            client_id: "nobody".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_forwarded_to_a_replica_the_client_just_left_is_unavailable_with_a_retry_hint() {
+    use crypto_operator::proto::{ExecuteCommandRequest, Ping, ServerCommand, server_command};
+    let names = ids(12);
+    let r = Replicas::start(&ABC, names.len()).await;
+    let mut fleet = Fleet::start(&r.proxy.url(), &names, Duration::ZERO);
+    fleet.wait_connected(WAIT * 3).await;
+    let before = converged(&r, &names, WAIT * 3).await;
+    let on_a = first_held_by(&before, "replica-a");
+    // The client moves from replica-a to replica-c while status writes
+    // are held: everyone (the API included) still records replica-a.
+    r.fake.hold_status_writes();
+    fleet.stop(&on_a).await;
+    let c_addr = format!("http://{}", r.get("replica-c").grpc);
+    let moved = Fleet::start(&c_addr, std::slice::from_ref(&on_a), Duration::ZERO);
+    moved.wait_connected(WAIT).await;
+    let ping = || ExecuteCommandRequest {
+        client_id: on_a.clone(),
+        command: Some(ServerCommand {
+            command: Some(server_command::Command::Ping(Ping::default())),
+            ..Default::default()
+        }),
+        timeout_ms: 5000,
+    };
+    // Through replica-b: forwarded to replica-a, which no longer holds it;
+    // re-read once (still replica-a), then UNAVAILABLE with a hint.
+    let mut op = crate::support::operator(r.get("replica-b").grpc).await;
+    let err = op.execute_command_sync(ping()).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(err.message().contains("moved"), "{err:?}");
+    assert!(
+        crypto_operator::proto::retry::retry_hint(&err).is_some(),
+        "a retry hint: {err:?}"
+    );
+    // The admin API says the same as 503 with Retry-After.
+    let reply = http_request(
+        r.get("replica-b").http,
+        "POST",
+        &format!("/api/v1/clients/{on_a}/commands"),
+        &[("Content-Type", "application/json")],
+        Some(r#"{"type":"ping","wait":true}"#),
+    )
+    .await;
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert!(
+        reply
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("retry-after")),
+        "{reply:?}"
+    );
+    // Once the claim lands, the same call through replica-b reaches
+    // replica-c.
+    r.fake.heal();
+    r.wait_resources(
+        std::slice::from_ref(&on_a),
+        "held by replica-c",
+        WAIT,
+        |o| o["status"]["holder"]["replica"] == "replica-c",
+    )
+    .await;
+    crate::support::poll_until(
+        "the forwarded ping succeeds",
+        WAIT,
+        Duration::from_millis(50),
+        async || op.clone().execute_command_sync(ping()).await.ok(),
+    )
+    .await;
+}
