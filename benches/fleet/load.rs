@@ -58,7 +58,7 @@ pub fn client_id(i: usize) -> String {
     format!("c-{i:05}")
 }
 
-type Op = CryptoStreamingServiceClient<Channel>;
+pub type Op = CryptoStreamingServiceClient<Channel>;
 type Probe = Arc<Mutex<Option<oneshot::Sender<Instant>>>>;
 
 /// One connected client.
@@ -219,7 +219,7 @@ async fn connect_all(cfg: &LoadConfig, report: &mut LoadReport) -> Vec<Client> {
     clients
 }
 
-async fn operators(addr: SocketAddr, n: usize) -> Result<Vec<Op>, String> {
+pub async fn operators(addr: SocketAddr, n: usize) -> Result<Vec<Op>, String> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         out.push(CryptoStreamingServiceClient::new(channel(addr).await?));
@@ -228,7 +228,7 @@ async fn operators(addr: SocketAddr, n: usize) -> Result<Vec<Op>, String> {
 }
 
 /// Pings `client_id` and waits for its ack.
-async fn exec(op: &mut Op, client_id: &str) -> Result<(), Status> {
+pub async fn exec(op: &mut Op, client_id: &str) -> Result<(), Status> {
     let ack = op
         .execute_command_sync(ExecuteCommandRequest {
             client_id: client_id.to_owned(),
@@ -288,7 +288,7 @@ async fn rtt(clients: &[Client], op: &Op, samples: usize) -> (Latency, Latency) 
 
 /// Scenario 3: `k` callers, each sending the next command as soon as the
 /// previous one is acked, for `duration`.
-async fn throughput(
+pub async fn throughput(
     ids: &Arc<Vec<String>>,
     ops: &[Op],
     k: usize,

@@ -14,9 +14,9 @@
 
 use super::{Load, Server, server_bin, server_log, start, wait_ready};
 use crate::args::Args;
-use crate::load::client_id;
+use crate::load::{client_id, exec, operators, throughput};
 use crate::replicas_load::ReplicasLoadConfig;
-use crate::report::{ClientMove, Latency, LoadEvent};
+use crate::report::{ClientMove, Latency, LoadEvent, Throughput};
 use fake_kube::service::Service;
 use fake_kube::{CRYPTO_GROUP as G, CRYPTO_PLURAL as P, CRYPTO_VERSION as V, FakeKube, audit};
 use serde_json::json;
@@ -38,6 +38,10 @@ struct Figures {
     spread: BTreeMap<String, usize>,
     /// Largest distance from the mean, in % of the mean.
     spread_dev_pct: f64,
+    /// `ListClients` of the whole fleet in pages of 1,000 through the
+    /// last replica: clients listed, and how long it took.
+    listed: usize,
+    list_time: Duration,
     /// Clients of the killed replica.
     share: usize,
     /// Kill → each of them Connected on a new session.
@@ -167,6 +171,82 @@ fn converge_limit(args: &Args, n: usize) -> Duration {
     Duration::from_secs(60) + Duration::from_secs_f64(2.0 * n as f64 / args.api_write_qps)
 }
 
+/// Every client `ListClients` returns through `addr`, in pages of 1,000.
+async fn list_all(addr: std::net::SocketAddr) -> Result<usize, String> {
+    let mut op = operators(addr, 1).await?.remove(0);
+    let (mut n, mut token) = (0, String::new());
+    loop {
+        let page = op
+            .list_clients(crypto_operator::proto::ListClientsRequest {
+                page_size: 1000,
+                page_token: std::mem::take(&mut token),
+                ..Default::default()
+            })
+            .await
+            .map_err(|s| format!("ListClients: {s}"))?
+            .into_inner();
+        if page.partial {
+            return Err(format!("a partial list: {:?}", page.missing_replicas));
+        }
+        n += page.clients.len();
+        if page.next_page_token.is_empty() {
+            return Ok(n);
+        }
+        token = page.next_page_token;
+    }
+}
+
+/// Starts the load's SDK clients against `endpoint` and waits until every
+/// one is connected and every resource Connected and held.
+async fn start_fleet(
+    fake: &FakeKube,
+    endpoint: String,
+    names: &[String],
+    args: &Args,
+) -> Result<Load, String> {
+    let n = names.len();
+    let limit = converge_limit(args, n);
+    let cfg = ReplicasLoadConfig {
+        endpoint,
+        ids: names.to_vec(),
+        connect_limit_ms: limit.as_millis() as u64,
+    };
+    let mut load = Load::spawn_role(
+        "replicas-load",
+        serde_json::to_string(&cfg).map_err(|e| e.to_string())?,
+    )?;
+    match load.next(limit).await? {
+        LoadEvent::Connected { connected } if connected == n => {}
+        other => return Err(format!("expected every client connected, got {other:?}")),
+    }
+    if !wait_holders(fake, limit, |h| h.len() == n).await {
+        return Err(format!(
+            "{} of {n} resources Connected and held within {limit:?}",
+            holders(fake).len()
+        ));
+    }
+    Ok(load)
+}
+
+/// A CryptoClient per name (with a `config` when `config`).
+fn create_resources(fake: &FakeKube, names: &[String], config: bool) -> Result<(), String> {
+    for n in names {
+        let spec = if config {
+            json!({"clientId": n, "config": {"pool": "eu"}})
+        } else {
+            json!({"clientId": n})
+        };
+        fake.create(json!({
+            "apiVersion": format!("{G}/{V}"),
+            "kind": "CryptoClient",
+            "metadata": {"name": n, "namespace": NS},
+            "spec": spec,
+        }))
+        .map_err(|e| format!("fake: {e:?}"))?;
+    }
+    Ok(())
+}
+
 /// One run: `ids` replicas (the first is killed), `per` clients each;
 /// `replace` starts a new replica right after the kill.
 #[allow(clippy::too_many_lines)]
@@ -180,15 +260,7 @@ async fn run_one(
     let total = ids.len() * per;
     let fake = FakeKube::start().await;
     let names: Vec<String> = (0..total).map(client_id).collect();
-    for n in &names {
-        fake.create(json!({
-            "apiVersion": format!("{G}/{V}"),
-            "kind": "CryptoClient",
-            "metadata": {"name": n, "namespace": NS},
-            "spec": {"clientId": n, "config": {"pool": "eu"}},
-        }))
-        .map_err(|e| format!("fake: {e:?}"))?;
-    }
+    create_resources(&fake, &names, true)?;
     let kubeconfig = fake.write_kubeconfig(dir);
     let mut live: Vec<(String, Server)> = Vec::new();
     for id in ids {
@@ -199,30 +271,9 @@ async fn run_one(
         ));
     }
     let service = Service::start(live.iter().map(|(_, s)| s.grpc).collect()).await;
-    let cfg = ReplicasLoadConfig {
-        endpoint: service.url(),
-        ids: names.clone(),
-        connect_limit_ms: converge_limit(args, total).as_millis() as u64,
-    };
-    let mut load = Load::spawn_role(
-        "replicas-load",
-        serde_json::to_string(&cfg).map_err(|e| e.to_string())?,
-    )?;
-    let limit = converge_limit(args, total);
-    match load.next(limit).await? {
-        LoadEvent::Connected { connected } if connected == total => {}
-        other => {
-            return Err(format!(
-                "replicas: expected every client connected, got {other:?}"
-            ));
-        }
-    }
-    if !wait_holders(&fake, limit, |h| h.len() == total).await {
-        return Err(format!(
-            "replicas: {} of {total} resources Connected and held within {limit:?}",
-            holders(&fake).len()
-        ));
-    }
+    let mut load = start_fleet(&fake, service.url(), &names, args)
+        .await
+        .map_err(|e| format!("replicas: {e}"))?;
     let mut f = Figures {
         replicas: ids.len(),
         clients: total,
@@ -237,6 +288,13 @@ async fn run_one(
         .iter()
         .map(|id| (f.spread.get(*id).copied().unwrap_or(0) as f64 - mean).abs() / mean * 100.0)
         .fold(0.0, f64::max);
+
+    // The whole fleet through one replica (it merges every replica's
+    // pages).
+    let lister = live.last().map(|(_, s)| s.grpc).ok_or("no replica")?;
+    let t0 = Instant::now();
+    f.listed = list_all(lister).await?;
+    f.list_time = t0.elapsed();
 
     // Mark, then SIGKILL the first replica; the Service stops sending it
     // connections (as kube-proxy drops an endpoint that is gone).
@@ -411,6 +469,10 @@ fn print(multi: &Figures, single: &Figures, args: &Args) {
             "—".into()
         }
     });
+    row(
+        "ListClients, all in pages of 1,000 (through one replica)",
+        &|f| format!("{} in {:.0} ms", f.listed, f.list_time.as_secs_f64() * 1e3),
+    );
     row("clients whose session ended", &|f| {
         format!("{} of {}", f.share, f.clients)
     });
@@ -464,6 +526,105 @@ fn problems(f: &Figures, who: &str) -> Vec<String> {
     out
 }
 
+/// Forwarded calls next to local ones.
+#[derive(Debug, Default)]
+struct ForwardFigures {
+    clients: usize,
+    local: Latency,
+    forwarded: Latency,
+    local_k: Throughput,
+    forwarded_k: Throughput,
+}
+
+/// In flight for the throughput comparison (issue 15's figure).
+const FORWARD_IN_FLIGHT: usize = 64;
+
+/// The cost of a hop: two replicas, `n` SDK clients connected straight to
+/// the first; `ExecuteCommandSync` pings through the first (local) and
+/// the second (forwarded one hop), alternating, one at a time; then
+/// `FORWARD_IN_FLIGHT` in flight through each for `--duration`.
+async fn forwarding(n: usize, args: &Args, dir: &Path) -> Result<ForwardFigures, String> {
+    let fake = FakeKube::start().await;
+    let names: Vec<String> = (0..n).map(client_id).collect();
+    create_resources(&fake, &names, false)?;
+    let kubeconfig = fake.write_kubeconfig(dir);
+    let a = spawn_replica("fwd-a", args, &kubeconfig, dir).await?;
+    let b = spawn_replica("fwd-b", args, &kubeconfig, dir).await?;
+    // Replica-b must know the holder: every claim written and watched.
+    let load = start_fleet(&fake, format!("http://{}", a.grpc), &names, args)
+        .await
+        .map_err(|e| format!("forwarding: {e}"))?;
+    let ops_a = operators(a.grpc, 4).await?;
+    let ops_b = operators(b.grpc, 4).await?;
+    let (mut op_a, mut op_b) = (ops_a[0].clone(), ops_b[0].clone());
+    let pick = || names[fastrand::usize(..names.len())].clone();
+    for _ in 0..args.samples.min(100) {
+        let _ = exec(&mut op_a, &pick()).await;
+        let _ = exec(&mut op_b, &pick()).await;
+    }
+    let (mut local, mut forwarded) = (Vec::new(), Vec::new());
+    let (mut local_err, mut forwarded_err) = (0, 0);
+    for _ in 0..args.samples {
+        let t0 = Instant::now();
+        match exec(&mut op_a, &pick()).await {
+            Ok(()) => local.push(t0.elapsed()),
+            Err(_) => local_err += 1,
+        }
+        let t0 = Instant::now();
+        match exec(&mut op_b, &pick()).await {
+            Ok(()) => forwarded.push(t0.elapsed()),
+            Err(_) => forwarded_err += 1,
+        }
+    }
+    let ids = std::sync::Arc::new(names);
+    let local_k = throughput(&ids, &ops_a, FORWARD_IN_FLIGHT, args.duration).await;
+    let forwarded_k = throughput(&ids, &ops_b, FORWARD_IN_FLIGHT, args.duration).await;
+    load.finish().await?;
+    a.stop().await?;
+    b.stop().await?;
+    fake.shutdown().await;
+    Ok(ForwardFigures {
+        clients: n,
+        local: Latency::of(local, local_err),
+        forwarded: Latency::of(forwarded, forwarded_err),
+        local_k,
+        forwarded_k,
+    })
+}
+
+fn print_forwarding(f: &ForwardFigures) {
+    println!(
+        "### forwarded calls: 2 replicas, {} clients on the first, ExecuteCommandSync ping",
+        f.clients
+    );
+    println!();
+    println!("| | local (through the holder) | forwarded (through the other replica) | added |");
+    println!("|---|---|---|---|");
+    let ms = |us: f64| format!("{:.3} ms", us / 1e3);
+    for (what, l, r) in [
+        ("p50", f.local.p50_us, f.forwarded.p50_us),
+        ("p90", f.local.p90_us, f.forwarded.p90_us),
+        ("p99", f.local.p99_us, f.forwarded.p99_us),
+    ] {
+        println!("| {what} | {} | {} | {} |", ms(l), ms(r), ms(r - l));
+    }
+    println!(
+        "| errors | {} of {} | {} of {} | |",
+        f.local.errors,
+        f.local.samples + f.local.errors,
+        f.forwarded.errors,
+        f.forwarded.samples + f.forwarded.errors
+    );
+    println!(
+        "| {} in flight | {:.0} acks/s | {:.0} acks/s | {:.2}× |",
+        f.local_k.k,
+        f.local_k.per_sec,
+        f.forwarded_k.per_sec,
+        f.forwarded_k.per_sec / f.local_k.per_sec.max(1.0)
+    );
+    println!();
+}
+
 /// The scenario: `per` clients per replica.
 pub async fn run(per: usize, args: &Args, dir: &Path) -> Result<Vec<String>, String> {
     let ids: Vec<String> = (0..args.replicas).map(|i| format!("replica-{i}")).collect();
@@ -476,5 +637,10 @@ pub async fn run(per: usize, args: &Args, dir: &Path) -> Result<Vec<String>, Str
     print(&multi, &single, args);
     let mut out = problems(&multi, "several");
     out.extend(problems(&single, "baseline"));
+    let fwd = forwarding(per.min(1000), args, dir).await?;
+    print_forwarding(&fwd);
+    if fwd.forwarded.samples == 0 || fwd.forwarded_k.acks == 0 {
+        out.push(format!("forwarding: no figures ({fwd:?})"));
+    }
     Ok(out)
 }

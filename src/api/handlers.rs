@@ -203,10 +203,18 @@ async fn list_clients(st: ApiState, p: Params, _: NoBody) -> Result<ClientList, 
         p.query("type").unwrap_or(""),
     )
     .map_err(|s| ApiError::from_status(&s))?;
-    let page = st.handle.list(&query);
+    let request = crate::proto::ListClientsRequest {
+        page_size: limit,
+        page_token: p.query("continue").unwrap_or("").to_owned(),
+        state: state as i32,
+        client_type: p.query("type").unwrap_or("").to_owned(),
+    };
+    let page = st.handle.list_anywhere(&query, request, false).await;
     Ok(ClientList {
         clients: page.clients.iter().map(ClientSummary::from).collect(),
         continue_: page.next_token,
+        partial: !page.missing.is_empty(),
+        missing_replicas: page.missing,
     })
 }
 

@@ -117,6 +117,13 @@ pub struct ClientList {
     /// Pass as `?continue=` for the next page; absent on the last page.
     #[serde(rename = "continue", skip_serializing_if = "Option::is_none")]
     pub continue_: Option<String>,
+    /// Some replicas did not answer in time; their clients are missing
+    /// (absent when every replica answered).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
+    /// The replicas that did not answer.
+    #[serde(rename = "missingReplicas", skip_serializing_if = "Vec::is_empty")]
+    pub missing_replicas: Vec<String>,
 }
 
 /// 202: the command is queued; its ack is tracked (and counted) by the

@@ -278,6 +278,13 @@ pub async fn run_clients(args: ClientsArgs) -> Result<(), Box<dyn std::error::Er
             first = false;
         }
         out.flush()?;
+        if page.partial {
+            // Some replicas did not answer: say so, never silently.
+            eprintln!(
+                "warning: partial list: no answer from replica(s) {}",
+                page.missing_replicas.join(", ")
+            );
+        }
         if page.next_page_token.is_empty() {
             break;
         }

@@ -11,8 +11,10 @@
 use crate::controller::{Membership, ResourceIndex};
 use crate::crd::CryptoClient;
 use crate::proto::peer_service_client::PeerServiceClient;
-use crate::proto::{ClientInfo, ForwardCommandRequest, GetClientRequest, ServerCommand};
-use crate::streaming::{Forwarded, Remote, RemoteCall};
+use crate::proto::{
+    ClientInfo, ForwardCommandRequest, GetClientRequest, ListClientsRequest, ServerCommand,
+};
+use crate::streaming::{Forwarded, Remote, RemoteCall, RemotePages};
 use kube::Api;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,6 +28,9 @@ use tracing::debug;
 const HOP: Duration = Duration::from_secs(2);
 /// How long a client that moved mid-call is told to wait.
 const MOVED_RETRY: Duration = Duration::from_secs(1);
+/// How long a fleet-wide listing waits for each replica's page; one that
+/// misses it is named in the answer.
+const LIST_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Forwards operator calls to the replica holding the client.
 pub struct Forwarder {
@@ -235,6 +240,42 @@ impl Remote for Forwarder {
                     async move { Ok(peer.forward_get_client(req?).await?.into_inner()) }
                 })
                 .await
+        })
+    }
+
+    fn list(self: Arc<Self>, request: ListClientsRequest) -> RemoteCall<RemotePages> {
+        Box::pin(async move {
+            let calls = self.membership.peers().into_iter().map(|p| {
+                let this = self.clone();
+                let request = request.clone();
+                async move {
+                    let call = async {
+                        let mut peer = PeerServiceClient::new(this.channel(&p.advertise)?);
+                        let req = this.request(request, LIST_DEADLINE)?;
+                        Ok::<_, Status>(peer.forward_list_clients(req).await?.into_inner())
+                    };
+                    let answer = match tokio::time::timeout(LIST_DEADLINE, call).await {
+                        Ok(Ok(page)) => Ok(page),
+                        Ok(Err(s)) => Err(s.message().to_owned()),
+                        Err(_) => Err(format!("no answer within {LIST_DEADLINE:?}")),
+                    };
+                    (p.id, answer)
+                }
+            });
+            let mut out = RemotePages::default();
+            for (replica, answer) in futures::future::join_all(calls).await {
+                match answer {
+                    Ok(page) => out
+                        .pages
+                        .push((page.clients, !page.next_page_token.is_empty())),
+                    Err(why) => {
+                        debug!(%replica, %why, "a replica's page is missing from the listing");
+                        out.missing.push(replica);
+                    }
+                }
+            }
+            out.missing.sort();
+            Ok(out)
         })
     }
 }

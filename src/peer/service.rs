@@ -9,8 +9,9 @@ use crate::controller::Membership;
 use crate::proto::peer_service_server;
 use crate::proto::{
     ApiHealthReply, ApiHealthRequest, ClientInfo, ForwardCommandReply, ForwardCommandRequest,
-    GetClientRequest,
+    GetClientRequest, ListClientsRequest, ListClientsResponse,
 };
+use crate::streaming::ClientQuery;
 use crate::streaming::{Credentials, StreamingHandle, token_digest};
 use std::sync::Arc;
 use std::time::Duration;
@@ -114,6 +115,24 @@ impl peer_service_server::PeerService for PeerService {
             .await
             .map_err(|s| self.not_holder_named(&id, s))?;
         Ok(Response::new(info))
+    }
+
+    async fn forward_list_clients(
+        &self,
+        request: Request<ListClientsRequest>,
+    ) -> Result<Response<ListClientsResponse>, Status> {
+        self.authorize(&request)?;
+        let req = request.into_inner();
+        let query =
+            ClientQuery::parse(req.page_size, &req.page_token, req.state, &req.client_type)?;
+        // This replica's own sessions only: the asking replica merges.
+        let page = self.handle.list(&query);
+        Ok(Response::new(ListClientsResponse {
+            clients: page.clients,
+            next_page_token: page.next_token.unwrap_or_default(),
+            partial: false,
+            missing_replicas: Vec::new(),
+        }))
     }
 }
 

@@ -155,6 +155,53 @@ impl StreamingHandle {
                 .map(|s| super::handlers::summary(s))
                 .collect(),
             next_token,
+            missing: Vec::new(),
+        }
+    }
+
+    /// [`StreamingHandle::list`] over the whole fleet: this replica's page
+    /// merged with every other live replica's (`request` is the same
+    /// query on the wire), sorted by client id, one entry per client.
+    /// Every replica pages strictly after the same client id, so the first
+    /// `size` of the merge are the fleet's first `size`. `forwarded`: a
+    /// peer asked; this replica's own page only.
+    pub async fn list_anywhere(
+        &self,
+        query: &super::ClientQuery,
+        request: crate::proto::ListClientsRequest,
+        forwarded: bool,
+    ) -> super::ClientPage {
+        let local = self.list(query);
+        let remote = match (forwarded, self.core.remote.get()) {
+            (false, Some(r)) => r.clone().list(request).await,
+            _ => return local,
+        };
+        let remote = match remote {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e.message(), "could not ask the other replicas; listing this one only");
+                return local;
+            }
+        };
+        let mut more = local.next_token.is_some();
+        let mut all = local.clients;
+        for (page, has_more) in remote.pages {
+            more |= has_more;
+            all.extend(page);
+        }
+        all.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        all.dedup_by(|a, b| a.client_id == b.client_id);
+        more |= all.len() > query.size;
+        all.truncate(query.size);
+        let next_token = if more {
+            all.last().map(|c| query.next_token(&c.client_id))
+        } else {
+            None
+        };
+        super::ClientPage {
+            clients: all,
+            next_token,
+            missing: remote.missing,
         }
     }
 

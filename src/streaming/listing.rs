@@ -89,6 +89,8 @@ pub struct ClientPage {
     pub clients: Vec<ClientSummary>,
     /// The token of the next page; `None` on the last page.
     pub next_token: Option<String>,
+    /// Replicas that did not answer in time (their clients are missing).
+    pub missing: Vec<String>,
 }
 
 #[cfg(test)]

@@ -43,7 +43,7 @@ pub use metrics::CoreMetrics;
 pub use outbound::OutboundStream;
 pub use pending::AckOutcome;
 pub use policy::{AllowAll, ClientPolicy};
-pub use remote::{Forwarded, Remote, RemoteCall};
+pub use remote::{Forwarded, Remote, RemoteCall, RemotePages};
 pub use series::{ClientIdentity, ClientLabels};
 pub use service::StreamingService;
 pub use session::Session;

@@ -4,7 +4,7 @@
 //! core knows nothing of where the other replicas are or how to reach
 //! them.
 
-use crate::proto::{ClientInfo, CommandAck, ServerCommand};
+use crate::proto::{ClientInfo, ClientSummary, CommandAck, ListClientsRequest, ServerCommand};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -22,6 +22,16 @@ pub struct Forwarded {
     pub ack: Option<CommandAck>,
 }
 
+/// The other replicas' pages of one listing.
+#[derive(Debug, Clone, Default)]
+pub struct RemotePages {
+    /// Each answering replica's page, sorted by client id, and whether it
+    /// has more after it.
+    pub pages: Vec<(Vec<ClientSummary>, bool)>,
+    /// Replicas that did not answer in time.
+    pub missing: Vec<String>,
+}
+
 /// Reaches clients held by other replicas. A client nobody holds is
 /// NOT_FOUND; every call is bounded by `timeout` plus the hop.
 pub trait Remote: Send + Sync + 'static {
@@ -37,4 +47,8 @@ pub trait Remote: Send + Sync + 'static {
 
     /// The holder's snapshot of `client_id`.
     fn snapshot(self: std::sync::Arc<Self>, client_id: String) -> RemoteCall<ClientInfo>;
+
+    /// Every other live replica's page of its own sessions for `request`,
+    /// each within the listing deadline.
+    fn list(self: std::sync::Arc<Self>, request: ListClientsRequest) -> RemoteCall<RemotePages>;
 }

@@ -175,13 +175,16 @@ impl CryptoStreamingService for StreamingService {
         request: Request<ListClientsRequest>,
     ) -> Result<Response<ListClientsResponse>, Status> {
         self.authorize(&request)?;
+        let forwarded = crate::proto::hops::is_forwarded(request.metadata());
         let req = request.into_inner();
         let query =
             ClientQuery::parse(req.page_size, &req.page_token, req.state, &req.client_type)?;
-        let page = self.handle.list(&query);
+        let page = self.handle.list_anywhere(&query, req, forwarded).await;
         Ok(Response::new(ListClientsResponse {
             clients: page.clients,
             next_page_token: page.next_token.unwrap_or_default(),
+            partial: !page.missing.is_empty(),
+            missing_replicas: page.missing,
         }))
     }
 

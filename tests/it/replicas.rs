@@ -794,3 +794,77 @@ async fn a_call_forwarded_to_a_replica_the_client_just_left_is_unavailable_with_
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_through_any_replica_shows_the_whole_fleet_and_names_a_replica_that_does_not_answer()
+ {
+    use crypto_operator::proto::ListClientsRequest;
+    let names = ids(90);
+    let r = Replicas::start(&ABC, names.len()).await;
+    let fleet = Fleet::start(&r.proxy.url(), &names, Duration::ZERO);
+    fleet.wait_connected(WAIT * 3).await;
+    let before = converged(&r, &names, WAIT * 3).await;
+    let mut sorted = names.clone();
+    sorted.sort();
+    // Every replica lists the whole fleet, in pages of 25, in order, each
+    // client once.
+    for id in ABC {
+        let mut op = crate::support::operator(r.get(id).grpc).await;
+        let (mut seen, mut token) = (Vec::new(), String::new());
+        loop {
+            let page = op
+                .list_clients(ListClientsRequest {
+                    page_size: 25,
+                    page_token: std::mem::take(&mut token),
+                    ..Default::default()
+                })
+                .await
+                .expect("ListClients")
+                .into_inner();
+            assert!(!page.partial, "{id}: {:?}", page.missing_replicas);
+            assert!(page.clients.len() <= 25);
+            seen.extend(page.clients.into_iter().map(|c| c.client_id));
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        assert_eq!(seen, sorted, "{id} lists the fleet in order, once each");
+    }
+    // The admin API of any replica, too.
+    let page = http_request(
+        r.get("replica-b").http,
+        "GET",
+        "/api/v1/clients?limit=1000",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let page = page.json();
+    assert_eq!(page["clients"].as_array().map(Vec::len), Some(90), "{page}");
+    assert!(page.get("partial").is_none(), "complete: {page}");
+
+    // Replica-c stops answering (SIGSTOP): a listing through replica-a is
+    // partial and names it; the clients it holds are the ones missing.
+    let pid = r.get("replica-c").process.child.id().expect("running");
+    let pid = rustix::process::Pid::from_raw(i32::try_from(pid).unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+    let mut op = crate::support::operator(r.get("replica-a").grpc).await;
+    let page = op
+        .list_clients(ListClientsRequest {
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await;
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT).unwrap();
+    let page = page.expect("ListClients").into_inner();
+    assert!(page.partial, "{page:?}");
+    assert_eq!(page.missing_replicas, vec!["replica-c".to_owned()]);
+    let expected: Vec<&String> = sorted
+        .iter()
+        .filter(|n| before[*n].0 != "replica-c")
+        .collect();
+    let listed: Vec<&String> = page.clients.iter().map(|c| &c.client_id).collect();
+    assert_eq!(listed, expected, "every client but replica-c's");
+}

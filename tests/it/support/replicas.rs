@@ -7,7 +7,6 @@
 use super::WAIT;
 use super::fake_kube::service::Service;
 use super::fake_kube::{CRYPTO_GROUP as G, CRYPTO_PLURAL as P, CRYPTO_VERSION as V, FakeKube};
-use super::http::http_request;
 use super::process::{ServeProcess, free_port, serve_args, wait_http_ready};
 use crypto_operator::client::{
     self, ClientConfig, Command, CommandHandler, CommandResult, ConnectionState,
@@ -198,30 +197,31 @@ impl Replicas {
         assert!(status.success(), "replica {id} exited with {status}");
     }
 
-    /// The sessions replica `id` holds: client id -> session id (its admin
-    /// API lists the local sessions).
+    /// The sessions replica `id` holds: client id -> session id. A
+    /// listing marked as forwarded is answered with the replica's own
+    /// sessions only (any other listing merges the fleet's).
     pub async fn sessions(&self, id: &str) -> HashMap<String, String> {
-        let http = self.get(id).http;
+        let mut op = super::operator(self.get(id).grpc).await;
         let mut out = HashMap::new();
-        let mut cont: Option<String> = None;
+        let mut token = String::new();
         loop {
-            let path = match &cont {
-                Some(c) => format!("/api/v1/clients?limit=1000&continue={c}"),
-                None => "/api/v1/clients?limit=1000".to_owned(),
-            };
-            let page = http_request(http, "GET", &path, &[], None).await;
-            assert_eq!(page.status, 200, "{}", page.body);
-            let page = page.json();
-            for c in page["clients"].as_array().unwrap() {
-                out.insert(
-                    c["clientId"].as_str().unwrap().to_owned(),
-                    c["sessionId"].as_str().unwrap().to_owned(),
-                );
+            let mut req = tonic::Request::new(crypto_operator::proto::ListClientsRequest {
+                page_size: 1000,
+                page_token: std::mem::take(&mut token),
+                ..Default::default()
+            });
+            req.metadata_mut().insert(
+                crypto_operator::proto::hops::FORWARDED_BY,
+                "test-harness".parse().unwrap(),
+            );
+            let page = op.list_clients(req).await.unwrap().into_inner();
+            for c in page.clients {
+                out.insert(c.client_id, c.session_id);
             }
-            match page["continue"].as_str() {
-                Some(c) => cont = Some(super::process::urlencode(c)),
-                None => return out,
+            if page.next_page_token.is_empty() {
+                return out;
             }
+            token = page.next_page_token;
         }
     }
 
