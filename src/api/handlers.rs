@@ -7,7 +7,6 @@ use super::error::ApiError;
 use super::types::{ClientList, CommandAccepted, CommandDone, CommandReply, CommandRequest};
 use crate::proto::SessionState;
 use crate::proto::json::{ClientInfo, ClientSummary};
-use crate::streaming::ClientQuery;
 use axum::http::{Method, StatusCode};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Serialize, Serializer};
@@ -196,20 +195,17 @@ async fn list_clients(st: ApiState, p: Params, _: NoBody) -> Result<ClientList, 
             )));
         }
     };
-    let query = ClientQuery::parse(
-        limit,
-        p.query("continue").unwrap_or(""),
-        state as i32,
-        p.query("type").unwrap_or(""),
-    )
-    .map_err(|s| ApiError::from_status(&s))?;
     let request = crate::proto::ListClientsRequest {
         page_size: limit,
         page_token: p.query("continue").unwrap_or("").to_owned(),
         state: state as i32,
         client_type: p.query("type").unwrap_or("").to_owned(),
     };
-    let page = st.handle.list_anywhere(&query, request, false).await;
+    let page = st
+        .handle
+        .list_anywhere(request, false)
+        .await
+        .map_err(|s| ApiError::from_status(&s))?;
     Ok(ClientList {
         clients: page.clients.iter().map(ClientSummary::from).collect(),
         continue_: page.next_token,

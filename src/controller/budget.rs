@@ -60,9 +60,9 @@ impl WriteBudget {
         (self.qps / live, (self.burst / live).max(1.0))
     }
 
-    /// Takes a token if `kind` may have one now; otherwise how long until
-    /// one is there.
-    fn take(&self, kind: WriteKind) -> Result<(), Duration> {
+    /// The bucket, refilled up to now at this replica's share; its rate
+    /// and capacity.
+    fn refilled(&self) -> (std::sync::MutexGuard<'_, Bucket>, f64, f64) {
         let (rate, cap) = self.share();
         let mut b = self
             .bucket
@@ -71,6 +71,13 @@ impl WriteBudget {
         let now = Instant::now();
         b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(cap);
         b.at = now;
+        (b, rate, cap)
+    }
+
+    /// Takes a token if `kind` may have one now; otherwise how long until
+    /// one is there.
+    fn take(&self, kind: WriteKind) -> Result<(), Duration> {
+        let (mut b, rate, cap) = self.refilled();
         let need = match kind {
             WriteKind::Transition => 1.0,
             // Refreshes leave half the bucket to transitions.
@@ -95,14 +102,7 @@ impl WriteBudget {
     /// now). The debt is bounded by the transitions waiting, one per
     /// resource (`ClientRuntime::write_slot`).
     pub(crate) fn reserve(&self) -> Duration {
-        let (rate, cap) = self.share();
-        let mut b = self
-            .bucket
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = Instant::now();
-        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(cap);
-        b.at = now;
+        let (mut b, rate, _) = self.refilled();
         b.tokens -= 1.0;
         if b.tokens >= 0.0 {
             Duration::ZERO

@@ -203,13 +203,7 @@ async fn mark(ctx: &Ctx, r: &ResourceRef) -> Result<(), super::Error> {
     if !same_claim {
         return Ok(());
     }
-    let desired: std::collections::HashMap<String, String> = obj
-        .spec
-        .config
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let hash = config_hash(&desired);
+    let hash = config_hash(&obj.desired_config());
     let runtime = ClientRuntime::default();
     let status = compute_status(
         &obj,

@@ -89,12 +89,7 @@ async fn reconcile_inner(obj: &CryptoClient, ctx: &Arc<Ctx>) -> Result<Action, E
         obj
     };
     let generation = obj.metadata.generation.unwrap_or(0);
-    let desired_map: HashMap<String, String> = obj
-        .spec
-        .config
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let desired_map = obj.desired_config();
     let desired = Desired {
         paused: obj.spec.paused,
         config_hash: config_hash(&desired_map),
@@ -293,13 +288,7 @@ async fn release(
     key: &Key,
     recorded: &Holder,
 ) -> Result<(), Error> {
-    let desired_map: HashMap<String, String> = obj
-        .spec
-        .config
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let hash = config_hash(&desired_map);
+    let hash = config_hash(&obj.desired_config());
     let new_status = ctx.runtimes.with(key, |rt| {
         let seen = Observed {
             session: None,

@@ -211,6 +211,15 @@ impl CryptoClient {
             _ => self.metadata.name.as_deref().unwrap_or_default(),
         }
     }
+
+    /// `spec.config` as the map a config command carries.
+    pub fn desired_config(&self) -> std::collections::HashMap<String, String> {
+        self.spec
+            .config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
 }
 
 /// The CRD as YAML (what `crypto-operator crd` prints).

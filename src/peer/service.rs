@@ -11,7 +11,6 @@ use crate::proto::{
     ApiHealthReply, ApiHealthRequest, ClientInfo, ForwardCommandReply, ForwardCommandRequest,
     GetClientRequest, ListClientsRequest, ListClientsResponse,
 };
-use crate::streaming::ClientQuery;
 use crate::streaming::{Credentials, StreamingHandle, token_digest};
 use std::sync::Arc;
 use std::time::Duration;
@@ -122,11 +121,11 @@ impl peer_service_server::PeerService for PeerService {
         request: Request<ListClientsRequest>,
     ) -> Result<Response<ListClientsResponse>, Status> {
         self.authorize(&request)?;
-        let req = request.into_inner();
-        let query =
-            ClientQuery::parse(req.page_size, &req.page_token, req.state, &req.client_type)?;
         // This replica's own sessions only: the asking replica merges.
-        let page = self.handle.list(&query);
+        let page = self
+            .handle
+            .list_anywhere(request.into_inner(), true)
+            .await?;
         Ok(Response::new(ListClientsResponse {
             clients: page.clients,
             next_page_token: page.next_token.unwrap_or_default(),

@@ -159,28 +159,34 @@ impl StreamingHandle {
         }
     }
 
-    /// [`StreamingHandle::list`] over the whole fleet: this replica's page
-    /// merged with every other live replica's (`request` is the same
-    /// query on the wire), sorted by client id, one entry per client.
+    /// [`StreamingHandle::list`] over the whole fleet, for `request` (its
+    /// page size, token and filters are checked here): this replica's
+    /// page merged with every other live replica's for the same request,
+    /// sorted by client id, one entry per client.
     /// Every replica pages strictly after the same client id, so the first
     /// `size` of the merge are the fleet's first `size`. `forwarded`: a
     /// peer asked; this replica's own page only.
     pub async fn list_anywhere(
         &self,
-        query: &super::ClientQuery,
         request: crate::proto::ListClientsRequest,
         forwarded: bool,
-    ) -> super::ClientPage {
-        let local = self.list(query);
+    ) -> Result<super::ClientPage, Status> {
+        let query = super::ClientQuery::parse(
+            request.page_size,
+            &request.page_token,
+            request.state,
+            &request.client_type,
+        )?;
+        let local = self.list(&query);
         let remote = match (forwarded, self.core.remote.get()) {
             (false, Some(r)) => r.clone().list(request).await,
-            _ => return local,
+            _ => return Ok(local),
         };
         let remote = match remote {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e.message(), "could not ask the other replicas; listing this one only");
-                return local;
+                return Ok(local);
             }
         };
         let mut more = local.next_token.is_some();
@@ -198,11 +204,11 @@ impl StreamingHandle {
         } else {
             None
         };
-        super::ClientPage {
+        Ok(super::ClientPage {
             clients: all,
             next_token,
             missing: remote.missing,
-        }
+        })
     }
 
     /// How many sessions are connected.

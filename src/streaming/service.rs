@@ -1,7 +1,6 @@
 //! The `CryptoStreamingService` gRPC service: sessions on `ConnectClient`
 //! and the operator calls, all through the core's handle.
 
-use super::ClientQuery;
 use super::handle::StreamingHandle;
 use super::outbound::OutboundStream;
 use super::session_task;
@@ -176,10 +175,10 @@ impl CryptoStreamingService for StreamingService {
     ) -> Result<Response<ListClientsResponse>, Status> {
         self.authorize(&request)?;
         let forwarded = crate::proto::hops::is_forwarded(request.metadata());
-        let req = request.into_inner();
-        let query =
-            ClientQuery::parse(req.page_size, &req.page_token, req.state, &req.client_type)?;
-        let page = self.handle.list_anywhere(&query, req, forwarded).await;
+        let page = self
+            .handle
+            .list_anywhere(request.into_inner(), forwarded)
+            .await?;
         Ok(Response::new(ListClientsResponse {
             clients: page.clients,
             next_page_token: page.next_token.unwrap_or_default(),
