@@ -11,6 +11,13 @@
 //! - how many of the N × M possible deliveries happened (the rest were
 //!   conflated by ours, or lost to broadcast lag by the baseline).
 //!
+//!
+//! Across replicas (issue 15), at 100 and 1,000 updates/s in the same run:
+//! two servers in cluster mode (against the in-process fake API server,
+//! a test double) — the feed on replica-a, every subscriber on replica-b,
+//! so each price crosses replica-a's price link to replica-b — next to
+//! "ours" above (feed and subscribers on one server).
+//!
 //! Run: `cargo bench --bench prices` (1,000 subscribers) or a smoke run
 //! `cargo bench --bench prices -- --subscribers 20 --updates 100`.
 //! Flags: `--subscribers N` (1000), `--updates M` per run (1000, rounded
@@ -172,9 +179,16 @@ fn symbols(k: usize) -> Vec<String> {
     all
 }
 
-/// Opens the subscribers (spread over connections of `per_connection`
-/// streams), runs the feed, and collects every subscriber's receipts.
-async fn fan_out(addr: SocketAddr, a: &Args, rate: u64, register_reply: bool) -> Outcome {
+/// Opens the subscribers on `addr` (spread over connections of
+/// `per_connection` streams), runs the feed on `feed_addr`, and collects
+/// every subscriber's receipts.
+async fn fan_out(
+    addr: SocketAddr,
+    feed_addr: SocketAddr,
+    a: &Args,
+    rate: u64,
+    register_reply: bool,
+) -> Outcome {
     let symbols = symbols(a.symbols);
     let final_seq = (a.updates / a.symbols) as u64;
     let mut channels = Vec::new();
@@ -201,7 +215,7 @@ async fn fan_out(addr: SocketAddr, a: &Args, rate: u64, register_reply: bool) ->
     }
 
     // The feed's stream stays open until every subscriber is done.
-    let (feed, started) = publish(addr, &symbols, a.updates, rate, register_reply).await;
+    let (feed, started) = publish(feed_addr, &symbols, a.updates, rate, register_reply).await;
     let mut out = Outcome {
         delivered: 0,
         elapsed: Duration::ZERO,
@@ -366,23 +380,28 @@ async fn publish(
     ((tx, inbound), started)
 }
 
+/// Sessions that neither time out nor ping during a run.
+fn quiet_sessions() -> StreamingConfig {
+    StreamingConfig {
+        heartbeat_interval: Duration::from_secs(60),
+        stale_after: Duration::from_secs(600),
+        dead_after: Duration::from_secs(1200),
+        ping_interval: Duration::ZERO,
+        ..StreamingConfig::default()
+    }
+}
+
 async fn ours(a: &Args, rate: u64) -> Outcome {
     let running = server::start(ServerConfig {
         grpc_addr: "127.0.0.1:0".parse().expect("addr"),
         http_addr: "127.0.0.1:0".parse().expect("addr"),
-        streaming: StreamingConfig {
-            heartbeat_interval: Duration::from_secs(60),
-            stale_after: Duration::from_secs(600),
-            dead_after: Duration::from_secs(1200),
-            ping_interval: Duration::ZERO,
-            ..StreamingConfig::default()
-        },
+        streaming: quiet_sessions(),
         drain_grace: Duration::from_secs(2),
         ..ServerConfig::default()
     })
     .await
     .expect("server starts");
-    let mut out = fan_out(running.grpc_addr, a, rate, true).await;
+    let mut out = fan_out(running.grpc_addr, running.grpc_addr, a, rate, true).await;
     let text = running.metrics.render();
     let value = |name: &str| {
         text.lines()
@@ -396,6 +415,80 @@ async fn ours(a: &Args, rate: u64) -> Outcome {
         value("crypto_events_lost_total "),
     );
     let _ = running.stop().await;
+    out
+}
+
+/// The value of the sample `name` (with its trailing space) in `running`'s
+/// metrics.
+fn metric(running: &server::Running, name: &str) -> f64 {
+    running
+        .metrics
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
+/// Two replicas in cluster mode; the feed on replica-a, the subscribers on
+/// replica-b.
+async fn across_replicas(a: &Args, rate: u64) -> Outcome {
+    use crypto_operator::controller::{ControllerConfig, ReplicaConfig};
+    use crypto_operator::server::{ClusterConfig, Mode};
+    let fake = fake_kube::FakeKube::start().await;
+    fake.create(serde_json::json!({
+        "apiVersion": format!("{}/{}", fake_kube::CRYPTO_GROUP, fake_kube::CRYPTO_VERSION),
+        "kind": "CryptoClient",
+        "metadata": {"name": "bench-feed", "namespace": "default"},
+        "spec": {"clientId": "bench-feed"},
+    }))
+    .expect("feed resource");
+    let mut replicas = Vec::new();
+    for id in ["replica-a", "replica-b"] {
+        let running = server::start(ServerConfig {
+            grpc_addr: "127.0.0.1:0".parse().expect("addr"),
+            http_addr: "127.0.0.1:0".parse().expect("addr"),
+            streaming: quiet_sessions(),
+            drain_grace: Duration::from_secs(2),
+            mode: Mode::Cluster(ClusterConfig {
+                client: fake.client().await,
+                controller: ControllerConfig {
+                    namespaces: vec!["default".into()],
+                    replica: ReplicaConfig {
+                        id: id.into(),
+                        lease_namespace: "default".into(),
+                        lease_duration: Duration::from_secs(3),
+                        peer_token: Some("bench-peer-token-0123456789".into()),
+                        ..ReplicaConfig::default()
+                    },
+                    ..ControllerConfig::default()
+                },
+            }),
+            ..ServerConfig::default()
+        })
+        .await
+        .expect("replica starts");
+        replicas.push(running);
+    }
+    // replica-b follows replica-a's prices before the feed starts.
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    while metric(&replicas[1], "crypto_price_peer_links ") < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "replica-b never linked to replica-a"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut out = fan_out(replicas[1].grpc_addr, replicas[0].grpc_addr, a, rate, true).await;
+    out.note = format!(
+        "(ingested on a {}, applied on b {}, conflated on a {} and b {})",
+        metric(&replicas[0], "crypto_price_updates_total "),
+        metric(&replicas[1], "crypto_price_peer_updates_total "),
+        metric(&replicas[0], "crypto_price_updates_conflated_total "),
+        metric(&replicas[1], "crypto_price_updates_conflated_total "),
+    );
+    for r in replicas {
+        let _ = r.stop().await;
+    }
     out
 }
 
@@ -470,6 +563,7 @@ impl CryptoStreamingService for Baseline {
                         feed_client_id: m.client_id,
                         received_at: Some(SystemTime::now().into()),
                         snapshot: false,
+                        ..Default::default()
                     });
                 }
             }
@@ -529,7 +623,7 @@ async fn baseline(a: &Args, rate: u64) -> Outcome {
                 stop.clone().cancelled_owned(),
             ),
     );
-    let mut out = fan_out(addr, a, rate, false).await;
+    let mut out = fan_out(addr, addr, a, rate, false).await;
     out.note = format!("(lost to lag {})", svc.lagged.load(Ordering::Relaxed));
     stop.cancel();
     serve.abort();
@@ -578,5 +672,16 @@ fn main() {
             ours.rate() / base.rate(),
             ours.pct(0.99) / base.pct(0.99)
         );
+        if [100, 1000].contains(&rate) {
+            let across = rt.block_on(across_replicas(&a, rate));
+            across.print("2 pods", &a, rate);
+            println!(
+                "ratio across replicas/one replica at rate {}: updates delivered/s {:.2}x, p50 delay +{:.2} ms, p99 delay +{:.2} ms",
+                rate_text(rate),
+                across.rate() / ours.rate(),
+                across.pct(0.50) - ours.pct(0.50),
+                across.pct(0.99) - ours.pct(0.99)
+            );
+        }
     }
 }

@@ -219,6 +219,11 @@ pub struct ClusterArgs {
     /// Reconciles running at once.
     #[arg(long, env = "CRYPTO_RECONCILE_CONCURRENCY", default_value_t = 16)]
     pub reconcile_concurrency: u16,
+    /// A replica holding more than 1.2 × the mean of the live replicas'
+    /// sessions moves its oldest ones, down to the mean, at most this
+    /// percent of its sessions per minute (0: never).
+    #[arg(long, env = "CRYPTO_REBALANCE_RATE", default_value_t = crate::controller::DEFAULT_REBALANCE_RATE, value_parser = parse_rate)]
+    pub rebalance_rate: f64,
 }
 
 impl ClusterArgs {
@@ -280,6 +285,7 @@ impl ClusterArgs {
                 },
                 write_qps: self.api_write_qps,
                 write_burst: self.api_write_burst,
+                rebalance_rate: self.rebalance_rate,
             },
         }))
     }
@@ -513,4 +519,17 @@ impl CentrifugoArgs {
         config.validate().map_err(|e| e.to_string())?;
         Ok(Some(config))
     }
+}
+
+/// A percentage per minute: a finite number from 0 to 100.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number (percent per minute, for example 1)"))?;
+    if !(0.0..=100.0).contains(&v) {
+        return Err(format!("{s}: must be from 0 to 100 (percent per minute)"));
+    }
+    Ok(v)
 }

@@ -284,19 +284,32 @@ impl Client {
         let mut heartbeat = interval_at(Instant::now() + hb_every, hb_every);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut seq = 0u64;
+        // A `disconnect` that says when to come back (the server moving
+        // this client to another replica): the end of the stream that
+        // follows waits that long.
+        let mut come_back: Option<Duration> = None;
+        let ended = |come_back: Option<Duration>, ended: Ended| match (come_back, ended) {
+            (Some(after), Ended::Stream(why)) => Ended::RetryAfter(after, why),
+            (_, ended) => ended,
+        };
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return Ended::Shutdown,
                 msg = inbound.message() => match msg {
                     Ok(Some(cmd)) => {
+                        if let Some(Wire::Disconnect(d)) = &cmd.command
+                            && d.reconnect_after_ms > 0
+                        {
+                            come_back = Some(Duration::from_millis(u64::from(d.reconnect_after_ms)));
+                        }
                         if let Some(ack) = self.on_command(generation, cmd, cmd_tx, recent)
                             && req_tx.send(self.message(Payload::CommandAck(ack))).await.is_err()
                         {
                             return Ended::Stream("request stream closed".into());
                         }
                     }
-                    Ok(None) => return Ended::Stream("server ended the stream".into()),
-                    Err(status) => return ended_by(status),
+                    Ok(None) => return ended(come_back, Ended::Stream("server ended the stream".into())),
+                    Err(status) => return ended(come_back, ended_by(status)),
                 },
                 _ = heartbeat.tick() => {
                     seq += 1;
@@ -354,7 +367,7 @@ impl Client {
             None => Some(fail("empty command")),
             Some(Wire::Registered(_)) => None,
             Some(Wire::Disconnect(d)) => {
-                info!(reason = %d.reason, "server asked to disconnect");
+                info!(reason = %d.reason, reconnect_after_ms = d.reconnect_after_ms, "server asked to disconnect");
                 None
             }
             Some(_) if expired => {

@@ -133,10 +133,12 @@ pub fn update_config(config: HashMap<String, String>) -> Command {
     })
 }
 
-/// `disconnect` with a reason.
-pub fn disconnect(reason: impl Into<String>) -> Command {
+/// `disconnect` with a reason, asking the client to reconnect after
+/// `reconnect_after` (zero: at once).
+pub fn disconnect(reason: impl Into<String>, reconnect_after: Duration) -> Command {
     Command::Disconnect(proto::Disconnect {
         reason: reason.into(),
+        reconnect_after_ms: u32::try_from(reconnect_after.as_millis()).unwrap_or(u32::MAX),
     })
 }
 

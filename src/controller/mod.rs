@@ -14,6 +14,8 @@
 //! - `pacing`: how often connected resources are refreshed (heartbeat).
 //! - `bridge`: streaming-core events -> reconcile triggers and Kubernetes
 //!   Events; `watch`: the lenient watch stream; `leader`: the Lease.
+//! - `membership`: this replica's Lease and its peers'; `rebalance`:
+//!   moving sessions off a replica that holds more than its share.
 //!
 //! [`ClientPolicy`]: crate::streaming::ClientPolicy
 
@@ -32,6 +34,7 @@ mod leader;
 mod membership;
 mod metrics;
 mod pacing;
+mod rebalance;
 mod reconcile;
 mod run;
 mod runtime;
@@ -48,7 +51,8 @@ pub use membership::{Membership, Peer, ReplicaConfig};
 pub use metrics::ControlMetrics;
 pub use pacing::paced_interval;
 pub use run::{
-    ControllerConfig, DEFAULT_API_TIMEOUT, DEFAULT_WRITE_BURST, DEFAULT_WRITE_QPS, Wiring, run,
+    ControllerConfig, DEFAULT_API_TIMEOUT, DEFAULT_REBALANCE_RATE, DEFAULT_WRITE_BURST,
+    DEFAULT_WRITE_QPS, Wiring, run,
 };
 pub use runtime::{ClientRuntime, SyncTracker};
 pub use status::{Observed, SessionView, compute_status, needs_write};

@@ -54,6 +54,9 @@ pub struct ControllerConfig {
     pub write_qps: f64,
     /// The fleet's write burst.
     pub write_burst: u32,
+    /// The most sessions a replica over its share moves per minute, in
+    /// percent of its sessions (0: never rebalance).
+    pub rebalance_rate: f64,
 }
 
 impl Default for ControllerConfig {
@@ -66,6 +69,7 @@ impl Default for ControllerConfig {
             replica: ReplicaConfig::default(),
             write_qps: DEFAULT_WRITE_QPS,
             write_burst: DEFAULT_WRITE_BURST,
+            rebalance_rate: DEFAULT_REBALANCE_RATE,
         }
     }
 }
@@ -74,6 +78,9 @@ impl Default for ControllerConfig {
 pub const DEFAULT_WRITE_QPS: f64 = 100.0;
 /// Default of [`ControllerConfig::write_burst`].
 pub const DEFAULT_WRITE_BURST: u32 = 500;
+
+/// Default of [`ControllerConfig::rebalance_rate`]: 1 % per minute.
+pub const DEFAULT_REBALANCE_RATE: f64 = 1.0;
 
 /// Default of [`ControllerConfig::api_timeout`].
 pub const DEFAULT_API_TIMEOUT: Duration = Duration::from_secs(30);
@@ -114,6 +121,12 @@ pub async fn run(w: Wiring, cfg: ControllerConfig, stop: CancellationToken) {
     tasks.spawn(membership::watch_peers(
         leases.clone(),
         w.membership.clone(),
+        stop.clone(),
+    ));
+    tasks.spawn(super::rebalance::run(
+        w.membership.clone(),
+        w.handle.clone(),
+        cfg.rebalance_rate,
         stop.clone(),
     ));
     let (janitor_tx, janitor_rx) = tokio_watch::channel(false);

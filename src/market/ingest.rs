@@ -68,9 +68,21 @@ pub(crate) fn apply(
         quote: checked.quote.clone(),
         ..p.clone()
     };
-    let seq = state
+    let tick = state
+        .own
+        .publish(
+            checked.coin,
+            &checked.quote,
+            update,
+            client_id,
+            at,
+            &state.source,
+        )
+        .map_err(|_| Invalid::QuoteLimit)?;
+    let seq = tick.sequence;
+    state
         .book
-        .apply(checked.coin, &checked.quote, update, client_id, at)
+        .put(checked.coin, &checked.quote, tick)
         .map_err(|_| Invalid::QuoteLimit)?;
     state.metrics.updates.inc();
     Ok(seq)

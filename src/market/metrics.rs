@@ -19,6 +19,10 @@ pub(crate) struct MarketMetrics {
     pub(crate) conflated: IntCounter,
     /// `crypto_price_ticks_sent_total`: ticks handed to subscriber streams.
     pub(crate) sent: IntCounter,
+    /// `crypto_price_peer_updates_total`: prices from peers' feeds applied.
+    pub(crate) peer_updates: IntCounter,
+    /// `crypto_price_peer_links`: open streams of peers' prices.
+    pub(crate) peer_links: IntGauge,
 }
 
 impl MarketMetrics {
@@ -54,6 +58,16 @@ impl MarketMetrics {
             sent: r.register(IntCounter::new(
                     "crypto_price_ticks_sent_total",
                     "Price ticks handed to StreamPrices streams (snapshots included).",
+                )?,
+            )?,
+            peer_updates: r.register(IntCounter::new(
+                    "crypto_price_peer_updates_total",
+                    "Prices published on other replicas, received over peer links and applied.",
+                )?,
+            )?,
+            peer_links: r.register(IntGauge::new(
+                    "crypto_price_peer_links",
+                    "Open streams of other replicas' prices (one per live peer when healthy).",
                 )?,
             )?,
         })

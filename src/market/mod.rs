@@ -11,9 +11,14 @@
 //! [`MarketLimits::max_quotes_per_coin`] quotes per coin; a subscriber holds
 //! one watch receiver per coin and at most coins × quotes ready ticks, and
 //! skips to the latest price when it reads slower than prices change.
+//!
+//! Across replicas ([`FleetPrices`]): a replica numbers its own feeds'
+//! prices in its own book, streams that book to its peers, and puts what
+//! its peers stream to it next to its own in the book it serves.
 
 mod book;
 mod catalog;
+mod fleet;
 mod ingest;
 mod metrics;
 mod page;
@@ -22,6 +27,7 @@ mod stream;
 mod validate;
 
 pub use catalog::{BUILTIN_YAML, Catalog, CatalogError, CoinInfo, MAX_DECIMALS};
+pub use fleet::{FleetPrices, LinkGuard};
 pub use page::{DEFAULT_PAGE_SIZE, MAX_FILTER_LEN, MAX_PAGE_SIZE};
 pub use service::{MAX_STREAM_SYMBOLS, MarketService};
 pub use stream::PriceStream;
@@ -29,7 +35,7 @@ pub use validate::{Invalid, check_price};
 
 use crate::proto::crypto_service_server::CryptoServiceServer;
 use crate::streaming::EventSubscriber;
-use book::Book;
+use book::{Book, Source};
 use metrics::MarketMetrics;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
@@ -58,7 +64,12 @@ impl Default for MarketLimits {
 /// State shared by the service, the subscriber streams and the ingest task.
 pub(crate) struct MarketState {
     pub(crate) catalog: Catalog,
+    /// What `GetCoin` and `StreamPrices` serve: every replica's prices.
     pub(crate) book: Book,
+    /// This replica's own feeds' prices, numbered here: what peers stream.
+    pub(crate) own: Book,
+    /// This replica, as its ticks name it.
+    pub(crate) source: Source,
     pub(crate) metrics: Arc<MarketMetrics>,
     pub(crate) limits: MarketLimits,
     /// Open subscriber streams.
@@ -74,17 +85,29 @@ pub struct Market {
 }
 
 impl Market {
-    /// A market over `catalog`, with its metrics registered in `registry`.
+    /// A market over `catalog`, with its metrics registered in `registry`;
+    /// `replica` is the `source_replica` of the prices its own feeds
+    /// publish (empty in standalone mode).
     pub fn new(
         catalog: Catalog,
         limits: MarketLimits,
         registry: &crate::metrics::Registry,
+        replica: &str,
     ) -> prometheus::Result<Self> {
         let book = Book::new(catalog.len(), limits.max_quotes_per_coin);
+        let own = Book::new(catalog.len(), limits.max_quotes_per_coin);
+        let incarnation = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         Ok(Self {
             state: Arc::new(MarketState {
                 catalog,
                 book,
+                own,
+                source: Source {
+                    replica: replica.to_owned(),
+                    incarnation,
+                },
                 metrics: Arc::new(MarketMetrics::new(registry)?),
                 limits,
                 open: Arc::new(AtomicUsize::new(0)),
@@ -92,6 +115,12 @@ impl Market {
             }),
             tasks: TaskTracker::new(),
         })
+    }
+
+    /// What the peer service and the peer links use: this replica's own
+    /// prices for its peers, and the door for theirs.
+    pub fn fleet(&self) -> FleetPrices {
+        FleetPrices::new(self.state.clone())
     }
 
     /// Starts the ingest task on `events` (a subscription to the streaming

@@ -153,7 +153,7 @@ impl CryptoService for MarketService {
             receivers,
             state.stop.clone().cancelled_owned(),
             state.metrics.clone(),
-            slot,
+            Some(slot),
         )))
     }
 }

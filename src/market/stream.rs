@@ -52,16 +52,27 @@ impl Drop for SubscriberSlot {
     }
 }
 
+/// What a subscriber was last sent of one quote: the source series and
+/// its sequence.
+struct Sent {
+    quote: Arc<str>,
+    replica: String,
+    incarnation: u64,
+    sequence: u64,
+}
+
 /// One watched coin and what this subscriber has been sent of it.
 struct Watched {
     changes: WatchStream<Arc<CoinPrices>>,
-    /// Last sequence sent per quote (0: nothing yet).
-    sent: Vec<(Arc<str>, u64)>,
+    /// Per quote (0: nothing yet).
+    sent: Vec<Sent>,
 }
 
 impl Watched {
     /// Queues the ticks of `prices` newer than what was sent, in arrival
-    /// order; returns how many updates were skipped (sequence gaps).
+    /// order; returns how many updates were skipped (sequence gaps within
+    /// one source's series; a price from another source than the last
+    /// one sent starts that source's series afresh).
     fn collect(
         &mut self,
         prices: &CoinPrices,
@@ -71,22 +82,32 @@ impl Watched {
         let mut fresh: Vec<&Quoted> = Vec::new();
         let mut skipped = 0;
         for q in &prices.quotes {
-            let slot = match self.sent.iter().position(|(k, _)| *k == q.quote) {
+            let t = &q.tick;
+            let slot = match self.sent.iter().position(|s| s.quote == q.quote) {
                 Some(i) => i,
                 None => {
-                    self.sent.push((q.quote.clone(), 0));
+                    self.sent.push(Sent {
+                        quote: q.quote.clone(),
+                        replica: t.source_replica.clone(),
+                        incarnation: t.source_incarnation,
+                        sequence: 0,
+                    });
                     self.sent.len() - 1
                 }
             };
-            let last = &mut self.sent[slot].1;
-            let seq = q.tick.sequence;
-            if seq <= *last {
-                continue;
+            let last = &mut self.sent[slot];
+            if last.replica == t.source_replica && last.incarnation == t.source_incarnation {
+                if t.sequence <= last.sequence {
+                    continue;
+                }
+                if !snapshot {
+                    skipped += t.sequence - last.sequence - 1;
+                }
+            } else {
+                last.replica.clone_from(&t.source_replica);
+                last.incarnation = t.source_incarnation;
             }
-            if !snapshot {
-                skipped += seq - *last - 1;
-            }
-            *last = seq;
+            last.sequence = t.sequence;
             fresh.push(q);
         }
         fresh.sort_unstable_by_key(|q| q.arrival);
@@ -109,7 +130,8 @@ pub struct PriceStream {
     stop: Pin<Box<WaitForCancellationFutureOwned>>,
     ended: bool,
     metrics: Arc<MarketMetrics>,
-    _slot: SubscriberSlot,
+    /// `None` for a peer's stream, which takes no subscriber slot.
+    _slot: Option<SubscriberSlot>,
 }
 
 impl PriceStream {
@@ -119,7 +141,7 @@ impl PriceStream {
         receivers: Vec<watch::Receiver<Arc<CoinPrices>>>,
         stop: WaitForCancellationFutureOwned,
         metrics: Arc<MarketMetrics>,
-        slot: SubscriberSlot,
+        slot: Option<SubscriberSlot>,
     ) -> Self {
         let mut ready = VecDeque::new();
         let coins = receivers

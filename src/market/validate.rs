@@ -26,17 +26,21 @@ pub enum Invalid {
     BadQuote,
     /// The coin already has prices in the maximum number of quotes.
     QuoteLimit,
+    /// A peer sent a tick without a price or from another source than
+    /// itself (peers relay nothing).
+    WrongSource,
 }
 
 impl Invalid {
     /// Every reason, in `index` order.
-    pub const ALL: [Invalid; 6] = [
+    pub const ALL: [Invalid; 7] = [
         Invalid::UnknownSymbol,
         Invalid::DisabledSymbol,
         Invalid::MalformedPrice,
         Invalid::TooManyDecimals,
         Invalid::BadQuote,
         Invalid::QuoteLimit,
+        Invalid::WrongSource,
     ];
 
     /// The `reason` label of `crypto_price_updates_invalid_total`.
@@ -48,6 +52,7 @@ impl Invalid {
             Invalid::TooManyDecimals => "too_many_decimals",
             Invalid::BadQuote => "bad_quote",
             Invalid::QuoteLimit => "quote_limit",
+            Invalid::WrongSource => "wrong_source",
         }
     }
 

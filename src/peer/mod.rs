@@ -1,13 +1,15 @@
 //! Replica to replica: the peer service on the gRPC port (`service.rs`,
 //! authenticated with the shared peer token) and what a replica asks its
 //! peers: when it cannot reach the Kubernetes API, whether they can
-//! (`partition.rs`); and operator calls for clients they hold
-//! (`forward.rs`).
+//! (`partition.rs`); operator calls for clients they hold (`forward.rs`);
+//! and the prices their feeds publish (`prices.rs`).
 
 mod forward;
 mod partition;
+mod prices;
 mod service;
 
 pub use forward::Forwarder;
 pub use partition::watch_partition;
+pub use prices::link_prices;
 pub use service::PeerService;

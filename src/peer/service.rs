@@ -6,10 +6,11 @@
 //! token the service refuses every call.
 
 use crate::controller::Membership;
+use crate::market::{FleetPrices, PriceStream};
 use crate::proto::peer_service_server;
 use crate::proto::{
     ApiHealthReply, ApiHealthRequest, ClientInfo, ForwardCommandReply, ForwardCommandRequest,
-    GetClientRequest, ListClientsRequest, ListClientsResponse,
+    GetClientRequest, ListClientsRequest, ListClientsResponse, StreamOwnPricesRequest,
 };
 use crate::streaming::{Credentials, StreamingHandle, token_digest};
 use std::sync::Arc;
@@ -21,16 +22,23 @@ use tracing::warn;
 pub struct PeerService {
     membership: Arc<Membership>,
     handle: StreamingHandle,
+    prices: FleetPrices,
     token: Option<[u8; 32]>,
 }
 
 impl PeerService {
-    /// A service answering for `membership` and the sessions of `handle`,
-    /// to callers presenting `token`.
-    pub fn new(membership: Arc<Membership>, handle: StreamingHandle, token: Option<&str>) -> Self {
+    /// A service answering for `membership`, the sessions of `handle` and
+    /// the own prices of `prices`, to callers presenting `token`.
+    pub fn new(
+        membership: Arc<Membership>,
+        handle: StreamingHandle,
+        prices: FleetPrices,
+        token: Option<&str>,
+    ) -> Self {
         Self {
             membership,
             handle,
+            prices,
             token: token.map(|t| token_digest(t.as_bytes())),
         }
     }
@@ -65,6 +73,17 @@ impl PeerService {
 
 #[tonic::async_trait]
 impl peer_service_server::PeerService for PeerService {
+    type StreamOwnPricesStream = PriceStream;
+
+    async fn stream_own_prices(
+        &self,
+        request: Request<StreamOwnPricesRequest>,
+    ) -> Result<Response<PriceStream>, Status> {
+        self.authorize(&request)?;
+        tracing::debug!(peer = %request.get_ref().replica, "peer subscribed to this replica's prices");
+        Ok(Response::new(self.prices.own_prices()))
+    }
+
     async fn api_health(
         &self,
         request: Request<ApiHealthRequest>,

@@ -148,7 +148,12 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         plane.policy(),
         auth,
     )?;
-    let market = Market::new(catalog, MarketLimits::default(), &metrics)?;
+    // Ticks name the replica whose feed published them.
+    let source = match &plane {
+        Plane::Cluster { membership, .. } => membership.me().to_owned(),
+        Plane::Standalone => String::new(),
+    };
+    let market = Market::new(catalog, MarketLimits::default(), &metrics, &source)?;
     // Registered in every mode, so dashboards find them (at zero).
     let control_metrics = Arc::new(ControlMetrics::new(&metrics)?);
     let centrifugo_metrics = Arc::new(CentrifugoMetrics::new(&metrics)?);
@@ -191,6 +196,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         } => Some(crate::peer::PeerService::new(
             membership.clone(),
             handle.clone(),
+            market.fleet(),
             controller.replica.peer_token.as_deref(),
         )),
         Plane::Standalone => None,
@@ -231,6 +237,13 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
                     membership.clone(),
                     client.clone(),
                     token.clone(),
+                ));
+                // Prices published on the other replicas, streamed here.
+                tokio::spawn(crate::peer::link_prices(
+                    membership.clone(),
+                    market.fleet(),
+                    token.clone(),
+                    controller_stop.clone(),
                 ));
             }
             tokio::spawn(crate::peer::watch_partition(

@@ -19,6 +19,9 @@ pub(crate) struct Core {
     pub(crate) tasks: TaskTracker,
     /// The registration rate (`limits::Admission`).
     pub(crate) admission: super::limits::Admission,
+    /// Refuse new clients with a retry hint: this replica holds more than
+    /// its share of the fleet (set by the control plane's rebalancer).
+    pub(crate) steer_away: std::sync::atomic::AtomicBool,
     /// Clients held elsewhere (`remote.rs`): set once by the server.
     pub(crate) remote: std::sync::OnceLock<Arc<dyn super::Remote>>,
 }

@@ -24,6 +24,9 @@ pub enum EndReason {
     Shutdown,
     /// The session reached its maximum age and was asked to reconnect.
     MaxAge,
+    /// The session was asked to reconnect elsewhere: this replica held
+    /// more than its share of the fleet.
+    Moved,
 }
 
 impl EndReason {
@@ -38,11 +41,12 @@ impl EndReason {
             Self::Kicked(_) => "kicked",
             Self::Shutdown => "shutdown",
             Self::MaxAge => "max_age",
+            Self::Moved => "moved",
         }
     }
 
     /// Every label, for pre-resolving metrics.
-    pub const LABELS: [&'static str; 8] = [
+    pub const LABELS: [&'static str; 9] = [
         "client_closed",
         "transport",
         "superseded",
@@ -51,12 +55,15 @@ impl EndReason {
         "kicked",
         "shutdown",
         "max_age",
+        "moved",
     ];
 
     /// The status the client's stream ends with; `None` ends it with OK.
     pub fn status(&self) -> Option<Status> {
         match self {
-            Self::ClientClosed | Self::Transport | Self::Shutdown | Self::MaxAge => None,
+            Self::ClientClosed | Self::Transport | Self::Shutdown | Self::MaxAge | Self::Moved => {
+                None
+            }
             Self::Superseded => Some(Status::aborted(
                 "superseded: a newer session registered with this client_id",
             )),

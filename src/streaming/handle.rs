@@ -117,6 +117,7 @@ impl StreamingHandle {
         );
         let core = Arc::new(Core {
             remote: std::sync::OnceLock::new(),
+            steer_away: std::sync::atomic::AtomicBool::new(false),
             admission,
             config,
             registry: Registry::new(),
@@ -214,6 +215,37 @@ impl StreamingHandle {
     /// How many sessions are connected.
     pub fn connected(&self) -> usize {
         self.core.registry.len()
+    }
+
+    /// Asks the `n` longest-connected sessions (not already moving) to
+    /// reconnect elsewhere: each gets a `disconnect` with a reconnect hint
+    /// and drains its pending acks, then ends (`reason="moved"`). Returns
+    /// how many were asked.
+    pub fn move_oldest(&self, n: usize) -> usize {
+        if n == 0 {
+            return 0;
+        }
+        let mut sessions: Vec<Arc<Session>> = self
+            .core
+            .registry
+            .all()
+            .into_iter()
+            .filter(|s| !s.is_moving() && !s.is_ending())
+            .collect();
+        if sessions.len() > n {
+            sessions.select_nth_unstable_by_key(n - 1, |s| s.connected_at);
+            sessions.truncate(n);
+        }
+        sessions.iter().filter(|s| s.ask_to_move()).count()
+    }
+
+    /// While `on`, a client without a session here is refused at
+    /// registration with UNAVAILABLE and a retry hint, so it lands on
+    /// another replica (`crypto_registrations_steered_total`).
+    pub fn steer_away(&self, on: bool) {
+        self.core
+            .steer_away
+            .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Subscribes to the event bus.
@@ -412,7 +444,8 @@ impl StreamingHandle {
         let deadline = Instant::now() + grace;
         for (at, s) in spread(self.core.registry.all(), grace / 2) {
             tokio::time::sleep_until(at).await;
-            let mut cmd = commands::new(commands::disconnect("server shutting down"));
+            let mut cmd =
+                commands::new(commands::disconnect("server shutting down", Duration::ZERO));
             commands::stamp(&mut cmd, SystemTime::now(), grace);
             let _ = s.enqueue(cmd, CommandKind::Disconnect, Instant::now(), None);
             s.end(EndReason::Shutdown);

@@ -32,6 +32,7 @@ pub struct CoreMetrics {
     rate_limited: IntCounter,
     registrations_throttled: IntCounter,
     registrations_delayed: IntCounter,
+    registrations_steered: IntCounter,
     texts_truncated: IntCounter,
     ping_rtt: Histogram,
     /// Events lost by slow event-bus subscribers.
@@ -170,6 +171,10 @@ impl CoreMetrics {
                 "crypto_registrations_delayed_total",
                 "Registrations admitted after a short wait for the registration rate.",
             )?)?,
+            registrations_steered: r.register(IntCounter::new(
+                "crypto_registrations_steered_total",
+                "Registrations refused with UNAVAILABLE and a retry hint because this replica holds more than its share of the fleet.",
+            )?)?,
             texts_truncated: r.register(IntCounter::new(
                 "crypto_texts_truncated_total",
                 "Log and error texts truncated to the maximum text size.",
@@ -279,6 +284,10 @@ impl CoreMetrics {
 
     pub(crate) fn registration_delayed(&self) {
         self.registrations_delayed.inc();
+    }
+
+    pub(crate) fn registration_steered(&self) {
+        self.registrations_steered.inc();
     }
 
     pub(crate) fn text_truncated(&self) {

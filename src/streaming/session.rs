@@ -47,6 +47,9 @@ pub struct Session {
     last_heartbeat_ms: AtomicU64,
     ping_rtt_us: AtomicU64,
     stale: AtomicBool,
+    /// Asked to move to another replica (rebalancing): the session task
+    /// sends the `disconnect` and drains.
+    moving: AtomicBool,
     pub(crate) series: SessionSeries,
     pub(crate) metrics: Arc<CoreMetrics>,
     pub(crate) bus: EventBus,
@@ -81,6 +84,7 @@ impl Session {
             last_heartbeat_ms: AtomicU64::new(0),
             ping_rtt_us: AtomicU64::new(0),
             stale: AtomicBool::new(false),
+            moving: AtomicBool::new(false),
             series,
             metrics,
             bus,
@@ -269,6 +273,21 @@ impl Session {
 
     pub(crate) fn set_stale(&self, stale: bool) -> bool {
         self.stale.swap(stale, Ordering::Relaxed) != stale
+    }
+
+    /// Asks the session to move to another replica; `false` if it was
+    /// asked already or is ending.
+    pub(crate) fn ask_to_move(&self) -> bool {
+        if self.is_ending() || self.moving.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        self.timer_wake.notify_one();
+        true
+    }
+
+    /// Whether the session was asked to move.
+    pub(crate) fn is_moving(&self) -> bool {
+        self.moving.load(Ordering::Acquire)
     }
 
     /// Whether the session missed heartbeats for `stale_after`.

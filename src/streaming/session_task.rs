@@ -14,7 +14,7 @@ use crate::proto::{
     self, ClientMessage, ServerCommand, client_message::Payload, server_command::Command,
 };
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until, timeout};
 use tonic::{Code, Status, Streaming};
@@ -101,6 +101,20 @@ async fn accept(
         return Err(Some(Status::unavailable("server shutting down")));
     }
     let identity = core.policy.admit(&msg.client_id, &reg).map_err(Some)?;
+    // Steered away while this replica holds more than its share, before
+    // the rate (a steered client takes no registration token).
+    if core.steer_away.load(std::sync::atomic::Ordering::Relaxed)
+        && core.registry.get(&msg.client_id).is_none()
+    {
+        core.metrics.registration_steered();
+        debug!(client_id = %msg.client_id, "registration steered to another replica");
+        return Err(Some(crate::proto::retry::with_retry_hint(
+            Status::unavailable(
+                "this replica holds more than its share of the fleet; retry (another replica)",
+            ),
+            STEER_RETRY,
+        )));
+    }
     // The registration rate, before the credential check (the costly part).
     match core.admission.reserve(Instant::now()) {
         Ok(wait) if wait.is_zero() => {}
@@ -205,11 +219,24 @@ async fn drive(
         Instant::now() + cfg.max_session_age + jitter
     });
     let mut draining_until: Option<Instant> = None;
+    let mut drained = EndReason::MaxAge;
     loop {
         if let Some(until) = draining_until
             && (session.pending_count() == 0 || Instant::now() >= until)
         {
-            return EndReason::MaxAge;
+            return drained;
+        }
+        // Woken by `Session::ask_to_move` (rebalancing).
+        if session.is_moving() && draining_until.is_none() {
+            age_deadline = None;
+            info!("moving the session to spread the fleet over the replicas");
+            drained = EndReason::Moved;
+            draining_until = Some(ask_to_reconnect(
+                session,
+                cfg,
+                "this replica holds more than its share of the fleet; reconnect",
+                MOVE_RECONNECT_AFTER,
+            ));
         }
         let hb_deadline = if session.is_stale() {
             last_heartbeat + cfg.dead_after
@@ -284,13 +311,15 @@ async fn drive(
                     session.metrics.stale_changed(true);
                     core.bus.publish(&session.client_id, &session.session_id, EventKind::Stale);
                 }
-                if age_deadline.is_some_and(|t| now >= t) {
+                if age_deadline.is_some_and(|t| now >= t) && draining_until.is_none() {
                     age_deadline = None;
-                    draining_until = Some(now + cfg.session_age_grace);
                     info!("session reached its maximum age; asking the client to reconnect");
-                    let mut cmd = commands::new(commands::disconnect("maximum session age reached; reconnect"));
-                    commands::stamp(&mut cmd, SystemTime::now(), cfg.session_age_grace);
-                    let _ = session.enqueue(cmd, CommandKind::Disconnect, now, None);
+                    draining_until = Some(ask_to_reconnect(
+                        session,
+                        cfg,
+                        "maximum session age reached; reconnect",
+                        Duration::ZERO,
+                    ));
                 }
                 if let (Some(at), Some(every)) = (next_ping, ping_every)
                     && now >= at
@@ -301,6 +330,29 @@ async fn drive(
             }
         }
     }
+}
+
+/// The retry hint of a registration steered to another replica.
+const STEER_RETRY: Duration = Duration::from_millis(250);
+
+/// How long a client moved for rebalancing is asked to wait before it
+/// reconnects (it adds its own jitter): long enough for the replicas'
+/// Leases to show the move.
+pub(crate) const MOVE_RECONNECT_AFTER: Duration = Duration::from_millis(500);
+
+/// Sends `disconnect` (`why`, reconnect after `after`) and returns until
+/// when the session drains: its pending acks, at most the age grace.
+fn ask_to_reconnect(
+    session: &Session,
+    cfg: &super::StreamingConfig,
+    why: &str,
+    after: Duration,
+) -> Instant {
+    let now = Instant::now();
+    let mut cmd = commands::new(commands::disconnect(why, after));
+    commands::stamp(&mut cmd, SystemTime::now(), cfg.session_age_grace);
+    let _ = session.enqueue(cmd, CommandKind::Disconnect, now, None);
+    now + cfg.session_age_grace
 }
 
 fn send_ping(core: &Core, session: &Session) {

@@ -22,6 +22,8 @@ mod fake_kube;
 mod market;
 mod observability;
 mod replicas;
+mod replicas_market;
+mod replicas_rebalance;
 mod sdk;
 mod security;
 mod streaming;

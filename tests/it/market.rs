@@ -58,15 +58,6 @@ async fn subscribe(
         .map(tonic::Response::into_inner)
 }
 
-/// The next tick, failing the test after `WAIT`.
-async fn next_tick(s: &mut Streaming<PriceTick>) -> PriceTick {
-    tokio::time::timeout(WAIT, s.message())
-        .await
-        .expect("a tick in time")
-        .expect("stream ok")
-        .expect("stream open")
-}
-
 /// (symbol, price, quote, sequence, snapshot) of a tick.
 fn key(t: &PriceTick) -> (String, String, String, u64, bool) {
     let u = t.update.as_ref().expect("tick carries its update");

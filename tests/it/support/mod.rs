@@ -383,3 +383,15 @@ pub async fn wait_event(
     .await
     .expect("event in time")
 }
+
+/// The next tick of a `StreamPrices` stream, failing the test after
+/// [`WAIT`].
+pub async fn next_tick(
+    s: &mut tonic::Streaming<crypto_operator::proto::PriceTick>,
+) -> crypto_operator::proto::PriceTick {
+    tokio::time::timeout(WAIT, s.message())
+        .await
+        .expect("a tick in time")
+        .expect("stream ok")
+        .expect("stream open")
+}
