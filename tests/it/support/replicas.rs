@@ -264,11 +264,17 @@ impl Replicas {
             .fake
             .wait_map(
                 |st| {
-                    let objs: Vec<Value> = names
+                    // Checked in place (the fake's lock is held), copied
+                    // only once every one matches.
+                    names
                         .iter()
-                        .filter_map(|n| st.get(G, V, P, NS, n).cloned())
-                        .collect();
-                    (objs.len() == names.len() && objs.iter().all(&mut pred)).then_some(objs)
+                        .all(|n| st.get(G, V, P, NS, n).is_some_and(&mut pred))
+                        .then(|| {
+                            names
+                                .iter()
+                                .filter_map(|n| st.get(G, V, P, NS, n).cloned())
+                                .collect()
+                        })
                 },
                 within,
             )
