@@ -17,6 +17,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = std::env::var_os("CARGO_FEATURE_SERVER").is_some();
     tonic_prost_build::configure()
         .build_server(server)
+        // Small starting buffers per call (src/proto/codec.rs).
+        .codec_path("crate::proto::codec::LeanCodec")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -299,6 +299,10 @@ fn server_command(kind: Kind, args: &Args, liveness: &[&str]) -> Result<Command,
             // still run.
             .env("CRYPTO_MAX_MESSAGES_PER_SECOND", "100000000")
             .env("CRYPTO_MESSAGE_BURST", "100000000")
+            // The connect scenario measures connecting, and its load
+            // does not retry: no registration rate (issue 15's admission
+            // limit is measured in the replicas scenario).
+            .env("CRYPTO_MAX_REGISTRATIONS_PER_SECOND", "0")
             .env_remove("KUBECONFIG");
             c
         }

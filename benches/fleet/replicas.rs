@@ -548,6 +548,11 @@ async fn forwarding(n: usize, args: &Args, dir: &Path) -> Result<ForwardFigures,
     let names: Vec<String> = (0..n).map(client_id).collect();
     create_resources(&fake, &names, false)?;
     let kubeconfig = fake.write_kubeconfig(dir);
+    // Every client on the first on purpose: no rebalancing.
+    let mut args = args.clone();
+    args.server_flags
+        .extend(["--rebalance-rate".to_owned(), "0".to_owned()]);
+    let args = &args;
     let a = spawn_replica("fwd-a", args, &kubeconfig, dir).await?;
     let b = spawn_replica("fwd-b", args, &kubeconfig, dir).await?;
     // Replica-b must know the holder: every claim written and watched.

@@ -12,7 +12,8 @@
 //!   the threshold, or the clients it moves, landing anywhere, would leave
 //!   it over again;
 //! - while it moves sessions, and whenever it is above mean ×
-//!   [`STEER_ABOVE`], it also refuses new registrations with a retry hint,
+//!   [`STEER_ABOVE`], it also refuses most new registrations with a retry
+//!   hint (the streaming core decides how many),
 //!   so moved clients (and new ones) land on a replica below the mean
 //!   instead of coming back (with a random or round-robin Service, each
 //!   would otherwise come back with probability (N − 1)/N).

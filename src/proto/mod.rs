@@ -12,6 +12,7 @@ mod generated {
 
 pub use generated::*;
 
+pub mod codec;
 pub mod hops;
 #[cfg(feature = "server")]
 pub mod json;

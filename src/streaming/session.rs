@@ -38,7 +38,7 @@ pub struct Session {
     pub connected_at: SystemTime,
     /// What the client sent in `register`.
     pub registration: Arc<ClientRegistration>,
-    outbound: mpsc::Sender<ServerCommand>,
+    outbound: super::outbound::CommandSender,
     pending: Mutex<PendingAcks>,
     pub(crate) timer_wake: Notify,
     end: CancellationToken,
@@ -62,7 +62,7 @@ impl Session {
         client_id: Arc<str>,
         session_id: Arc<str>,
         registration: Arc<ClientRegistration>,
-        outbound: mpsc::Sender<ServerCommand>,
+        outbound: super::outbound::CommandSender,
         state: ClientState,
         identity: &ClientIdentity,
         metrics: Arc<CoreMetrics>,
@@ -142,7 +142,7 @@ impl Session {
                 self.timer_wake.notify_one();
             }
         }
-        if let Err(e) = self.outbound.try_send(cmd) {
+        if let Err(e) = self.outbound.try_send(Box::new(cmd)) {
             if kind.expects_ack() {
                 self.pending().take(&id);
             }

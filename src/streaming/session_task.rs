@@ -10,12 +10,10 @@ use super::outbound::Termination;
 use super::pending::AckOutcome;
 use super::{Credentials, EndReason, Session, events::EventKind};
 use crate::commands::{self, CommandKind};
-use crate::proto::{
-    self, ClientMessage, ServerCommand, client_message::Payload, server_command::Command,
-};
+use crate::proto::{self, ClientMessage, client_message::Payload, server_command::Command};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep_until, timeout};
 use tonic::{Code, Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -27,7 +25,7 @@ const AUTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 pub(crate) async fn run(
     core: Arc<Core>,
     mut inbound: Streaming<ClientMessage>,
-    outbound: mpsc::Sender<ServerCommand>,
+    outbound: super::outbound::CommandSender,
     term: oneshot::Sender<Termination>,
     peer: String,
     creds: Credentials,
@@ -68,7 +66,7 @@ pub(crate) async fn run(
 async fn accept(
     core: &Arc<Core>,
     first: Result<Result<Option<ClientMessage>, Status>, tokio::time::error::Elapsed>,
-    outbound: &mpsc::Sender<ServerCommand>,
+    outbound: &super::outbound::CommandSender,
     creds: &Credentials,
 ) -> Result<Arc<Session>, Option<Status>> {
     let msg = match first {
@@ -105,6 +103,7 @@ async fn accept(
     // the rate (a steered client takes no registration token).
     if core.steer_away.load(std::sync::atomic::Ordering::Relaxed)
         && core.registry.get(&msg.client_id).is_none()
+        && fastrand::f64() < STEER_CHANCE
     {
         core.metrics.registration_steered();
         debug!(client_id = %msg.client_id, "registration steered to another replica");
@@ -332,6 +331,10 @@ async fn drive(
     }
 }
 
+/// The share of new registrations a replica over its share refuses. Not
+/// all: a client that can only reach this replica (pointed at the pod, not
+/// the Service) gets in after a few retries instead of never.
+const STEER_CHANCE: f64 = 0.75;
 /// The retry hint of a registration steered to another replica.
 const STEER_RETRY: Duration = Duration::from_millis(250);
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 /// commands) and the receiving end of its command queue.
 fn session() -> (
     Session,
-    tokio::sync::mpsc::Receiver<crate::proto::ServerCommand>,
+    tokio::sync::mpsc::Receiver<Box<crate::proto::ServerCommand>>,
 ) {
     let metrics = Arc::new(CoreMetrics::new(&Registry::new(), ClientLabels::Standalone).unwrap());
     let (tx, rx) = tokio::sync::mpsc::channel(8);
