@@ -402,17 +402,11 @@ async fn ours(a: &Args, rate: u64) -> Outcome {
     .await
     .expect("server starts");
     let mut out = fan_out(running.grpc_addr, running.grpc_addr, a, rate, true).await;
-    let text = running.metrics.render();
-    let value = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
     out.note = format!(
         "(ingested {}, conflated {}, events lost {})",
-        value("crypto_price_updates_total "),
-        value("crypto_price_updates_conflated_total "),
-        value("crypto_events_lost_total "),
+        metric(&running, "crypto_price_updates_total "),
+        metric(&running, "crypto_price_updates_conflated_total "),
+        metric(&running, "crypto_events_lost_total "),
     );
     let _ = running.stop().await;
     out

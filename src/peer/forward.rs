@@ -137,10 +137,7 @@ impl Forwarder {
     fn request<T>(&self, body: T, deadline: Duration) -> Result<tonic::Request<T>, Status> {
         let mut req = tonic::Request::new(body);
         req.set_timeout(deadline);
-        let bearer = format!("Bearer {}", self.token)
-            .parse()
-            .map_err(|_| Status::internal("the peer token is not a valid header value"))?;
-        req.metadata_mut().insert("authorization", bearer);
+        super::with_peer_token(&mut req, &self.token).map_err(Status::internal)?;
         let me = self
             .membership
             .me()

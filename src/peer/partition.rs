@@ -108,10 +108,7 @@ async fn api_reachable(p: &Peer, me: &str, token: &str) -> Result<Option<Duratio
     let mut req = tonic::Request::new(ApiHealthRequest {
         replica: me.to_owned(),
     });
-    let value = format!("Bearer {token}")
-        .parse()
-        .map_err(|_| "the peer token is not a valid header value".to_owned())?;
-    req.metadata_mut().insert("authorization", value);
+    super::with_peer_token(&mut req, token)?;
     let reply = client
         .api_health(req)
         .await

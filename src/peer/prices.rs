@@ -126,10 +126,7 @@ async fn follow(l: &Link, taken: &mut Taken, backoff: &mut Backoff) -> Result<()
     let mut req = tonic::Request::new(StreamOwnPricesRequest {
         replica: l.me.clone(),
     });
-    let bearer = format!("Bearer {}", l.token)
-        .parse()
-        .map_err(|_| "the peer token is not a valid header value".to_owned())?;
-    req.metadata_mut().insert("authorization", bearer);
+    super::with_peer_token(&mut req, &l.token)?;
     let mut stream = tokio::time::timeout(
         CONNECT_TIMEOUT,
         PeerServiceClient::new(channel).stream_own_prices(req),

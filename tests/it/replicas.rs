@@ -474,13 +474,6 @@ async fn prometheus_over_three_replicas_sees_each_client_once_and_alerts_neither
     prom.stop().await;
 }
 
-/// The counter `name` in a Prometheus text exposition (0 when absent).
-fn counter(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconnect_storm_is_admitted_at_the_registration_rate_and_every_client_returns() {
     // 3,000 clients on 3 replicas; 100 registrations at once and 100/s per
@@ -516,9 +509,7 @@ async fn a_reconnect_storm_is_admitted_at_the_registration_rate_and_every_client
         .collect();
     assert!(moving.len() >= 900, "replica-c holds {}", moving.len());
     let scrape = async |r: &Replicas, id: &str| {
-        let m = http_request(r.get(id).http, "GET", "/metrics", &[], None).await;
-        assert_eq!(m.status, 200);
-        counter(&m.body, "crypto_registrations_throttled_total")
+        crate::support::http::scraped(r.get(id).http, "crypto_registrations_throttled_total").await
     };
     let throttled_before = scrape(&r, "replica-a").await + scrape(&r, "replica-b").await;
     let killed = std::time::SystemTime::now();

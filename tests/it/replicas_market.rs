@@ -3,7 +3,7 @@
 //! and `GetCoin` on replica-b. Every wait is on a stream, or polls state
 //! that has no event to wait on (another process's book), bounded.
 
-use crate::support::http::http_request;
+use crate::support::http::scraped as metric;
 use crate::support::replicas::Replicas;
 use crate::support::{RawClient, WAIT, next_tick, url};
 use crypto_operator::client::ClientType;
@@ -80,15 +80,6 @@ async fn wait_price(addr: SocketAddr, symbol: &str, want: &str, seq: u64, source
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-async fn metric(addr: SocketAddr, name: &str) -> f64 {
-    let m = http_request(addr, "GET", "/metrics", &[], None).await;
-    assert_eq!(m.status, 200);
-    m.body
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

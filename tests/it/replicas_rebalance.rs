@@ -4,7 +4,7 @@
 //! 250 ms, for at most `BOUND`.
 
 use crate::support::WAIT;
-use crate::support::http::http_request;
+use crate::support::http::scraped;
 use crate::support::replicas::{Fleet, MIN_HOLD, Replicas, client_id};
 use std::time::{Duration, Instant};
 
@@ -28,17 +28,7 @@ const BOUND: Duration = Duration::from_secs(90);
 const SLACK: f64 = 10.0;
 
 async fn ended_moved(http: std::net::SocketAddr) -> f64 {
-    let m = http_request(http, "GET", "/metrics", &[], None).await;
-    assert_eq!(m.status, 200);
-    m.body
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("crypto_sessions_ended_total{reason=\"moved\"}")?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0.0)
+    scraped(http, "crypto_sessions_ended_total{reason=\"moved\"}").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

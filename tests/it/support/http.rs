@@ -70,6 +70,23 @@ pub async fn http_request(
     parse(&buf)
 }
 
+/// The sample `series` (name with its labels, as exposed) on the
+/// `/metrics` page of the process serving HTTP on `http` (0 when absent).
+pub async fn scraped(http: std::net::SocketAddr, series: &str) -> f64 {
+    let m = http_request(http, "GET", "/metrics", &[], None).await;
+    assert_eq!(m.status, 200, "{}", m.body);
+    m.body
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
+}
+
 /// `Authorization: Bearer <token>` when a token is given, plus a JSON
 /// content type with a body.
 pub async fn api(
