@@ -34,6 +34,7 @@ async fn ended_moved(http: std::net::SocketAddr) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_scale_out_every_replica_holds_within_15_percent_of_the_mean_and_none_sheds_below_it()
  {
+    let _turn = crate::support::fleet_scale_turn().await;
     let names: Vec<String> = (0..N).map(client_id).collect();
     let mut r = Replicas::start_with(
         &["replica-a", "replica-b"],

@@ -260,6 +260,7 @@ async fn the_sdk_reconnects_after_the_server_restarts() {
 #[tokio::test]
 async fn a_thousand_concurrent_clients_each_answer_a_ping() {
     const N: usize = 1000;
+    let _turn = crate::support::fleet_scale_turn().await;
     let server = start(calm_config()).await;
     let stop = CancellationToken::new();
     let mut states = Vec::with_capacity(N);

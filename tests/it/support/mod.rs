@@ -42,6 +42,15 @@ pub fn init_logs() {
     }
 }
 
+/// Tests that run a fleet of hundreds or thousands of clients take turns:
+/// on two cores, two of them at once (each with several debug-build server
+/// processes) measure the machine, not the operator, and their bounds are
+/// about the operator. Hold the guard for the whole test.
+pub async fn fleet_scale_turn() -> tokio::sync::MutexGuard<'static, ()> {
+    static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    TURN.lock().await
+}
+
 /// Upper bound for any single wait in a test.
 pub const WAIT: Duration = Duration::from_secs(10);
 
