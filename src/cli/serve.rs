@@ -3,7 +3,7 @@
 
 use super::parse_duration;
 use crate::controller::{ControllerConfig, ReplicaConfig};
-use crate::server::{self, ClusterConfig, Mode, SecurityConfig, ServerConfig};
+use crate::server::{self, ClusterConfig, Http2Config, Mode, SecurityConfig, ServerConfig};
 use crate::streaming::StreamingConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -87,6 +87,14 @@ pub struct ServeArgs {
     /// built-in catalog.
     #[arg(long, env = "CRYPTO_COINS")]
     pub coins: Option<PathBuf>,
+    /// HTTP/2 stream window of the gRPC port, bytes: how much a client may
+    /// send on one stream before the server reads it.
+    #[arg(long, env = "CRYPTO_HTTP2_STREAM_WINDOW", default_value_t = Http2Config::DEFAULT_WINDOW)]
+    pub http2_stream_window: u32,
+    /// HTTP/2 connection window of the gRPC port, bytes (over all of a
+    /// connection's streams; at least the stream window).
+    #[arg(long, env = "CRYPTO_HTTP2_CONNECTION_WINDOW", default_value_t = Http2Config::DEFAULT_WINDOW)]
+    pub http2_connection_window: u32,
     #[command(flatten)]
     pub cluster: ClusterArgs,
     #[command(flatten)]
@@ -317,6 +325,27 @@ fn replica_id(flag: Option<&str>) -> Result<String, String> {
 }
 
 impl ServeArgs {
+    /// The HTTP/2 windows, checked against the protocol's limits.
+    fn http2(&self) -> Result<Http2Config, String> {
+        const MAX: u32 = (1 << 31) - 1;
+        let (stream, conn) = (self.http2_stream_window, self.http2_connection_window);
+        if !(1024..=MAX).contains(&stream) {
+            return Err(format!(
+                "--http2-stream-window {stream}: between 1024 and {MAX} bytes"
+            ));
+        }
+        if !(Http2Config::PROTOCOL_WINDOW..=MAX).contains(&conn) || conn < stream {
+            return Err(format!(
+                "--http2-connection-window {conn}: between {} and {MAX} bytes, and not below --http2-stream-window ({stream})",
+                Http2Config::PROTOCOL_WINDOW
+            ));
+        }
+        Ok(Http2Config {
+            stream_window: stream,
+            connection_window: conn,
+        })
+    }
+
     /// The server configuration these flags describe, in `mode`.
     pub fn config(&self, mode: Mode) -> Result<ServerConfig, String> {
         let stale_after = self.stale_after.unwrap_or(self.heartbeat_interval * 3);
@@ -333,6 +362,7 @@ impl ServeArgs {
             return Err("--command-queue and --max-pending-acks must be at least 1".into());
         }
         Ok(ServerConfig {
+            http2: self.http2()?,
             grpc_addr: self.grpc_addr,
             http_addr: self.http_addr,
             drain_grace: self.drain_grace,

@@ -47,6 +47,7 @@ pub(super) struct GrpcParts<'a> {
     /// Ends the TLS files' watcher.
     pub(super) background: CancellationToken,
     pub(super) stop: CancellationToken,
+    pub(super) http2: super::Http2Config,
 }
 
 /// Every service on one tonic router, served on `parts.listener`.
@@ -76,6 +77,8 @@ pub(super) async fn server(
     let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .initial_stream_window_size(parts.http2.stream_window)
+        .initial_connection_window_size(parts.http2.connection_window)
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)

@@ -8,7 +8,7 @@ mod drain;
 mod error;
 mod grpc;
 
-pub use config::{ClusterConfig, Mode, SecurityConfig, ServerConfig};
+pub use config::{ClusterConfig, Http2Config, Mode, SecurityConfig, ServerConfig};
 pub use error::ServerError;
 
 use crate::api;
@@ -213,6 +213,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         tls_tasks,
         background: background.clone(),
         stop: grpc_stop.clone(),
+        http2: config.http2,
     })
     .await?;
     ready.set_grpc_serving(true);

@@ -14,7 +14,7 @@ use crate::proto::{self, ClientMessage, client_message::Payload, server_command:
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::oneshot;
-use tokio::time::{Instant, sleep_until, timeout};
+use tokio::time::{Instant, timeout};
 use tonic::{Code, Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -219,6 +219,13 @@ async fn drive(
     });
     let mut draining_until: Option<Instant> = None;
     let mut drained = EndReason::MaxAge;
+    // Made once and re-armed, not per message: a timer entry, a
+    // cancellation waiter and a notify waiter per loop turn cost as much
+    // as the message itself under ingest (perf, docs/BENCHMARKS.md).
+    let ended = session.ended();
+    let woken = session.timer_wake.notified();
+    let sleep = tokio::time::sleep_until(last_heartbeat + cfg.stale_after);
+    tokio::pin!(ended, woken, sleep);
     loop {
         if let Some(until) = draining_until
             && (session.pending_count() == 0 || Instant::now() >= until)
@@ -254,47 +261,41 @@ async fn drive(
         .flatten()
         .min()
         .unwrap_or(hb_deadline);
+        if sleep.deadline() != wake {
+            sleep.as_mut().reset(wake);
+        }
         tokio::select! {
             biased;
-            _ = session.ended() => {
+            _ = &mut ended => {
                 return session.end_reason().unwrap_or(EndReason::Shutdown);
             }
-            msg = inbound.message() => match msg {
-                Ok(Some(m)) => {
-                    if !bucket.take(Instant::now()) {
-                        session.metrics.rate_limited();
-                        return EndReason::ProtocolViolation(
-                            Code::ResourceExhausted,
-                            format!(
-                                "message rate above {}/s (burst {}); session ended",
-                                cfg.max_messages_per_second, cfg.message_burst
-                            ),
-                        );
+            msg = inbound.message() => {
+                // One clock read for the messages that are already here.
+                let now = Instant::now();
+                let mut inbox = Inbox {
+                    session,
+                    cfg,
+                    bucket: &mut bucket,
+                    last_heartbeat: &mut last_heartbeat,
+                    now,
+                };
+                if let Err(reason) = inbox.take(msg) {
+                    return reason;
+                }
+                for _ in 1..BATCH {
+                    if session.is_ending() {
+                        break;
                     }
-                    let is_heartbeat = matches!(m.payload, Some(Payload::Heartbeat(_)));
-                    if let Err(reason) = handlers::dispatch(session, m).map(drop) {
+                    let Some(msg) = ready_now(inbound.message()) else {
+                        break;
+                    };
+                    if let Err(reason) = inbox.take(msg) {
                         return reason;
                     }
-                    if is_heartbeat {
-                        last_heartbeat = Instant::now();
-                    }
                 }
-                Ok(None) => return EndReason::ClientClosed,
-                Err(status) => {
-                    let status = inbound_error(status);
-                    return match status.code() {
-                        Code::ResourceExhausted | Code::Internal | Code::InvalidArgument => {
-                            EndReason::ProtocolViolation(status.code(), status.message().to_owned())
-                        }
-                        _ => {
-                            debug!(code = ?status.code(), message = status.message(), "stream error");
-                            EndReason::Transport
-                        }
-                    };
-                }
-            },
-            _ = session.timer_wake.notified() => {}
-            _ = sleep_until(wake) => {
+            }
+            _ = &mut woken => woken.set(session.timer_wake.notified()),
+            _ = &mut sleep => {
                 let now = Instant::now();
                 for (id, p) in session.pending().expire(now) {
                     warn!(command_id = %id, kind = %p.kind, "command ack timed out");
@@ -328,6 +329,69 @@ async fn drive(
                 }
             }
         }
+    }
+}
+
+/// How many messages that are already here the loop handles in one turn
+/// before it looks at its timers again.
+const BATCH: usize = 64;
+
+/// Handles client messages for the session loop.
+struct Inbox<'a> {
+    session: &'a Session,
+    cfg: &'a super::StreamingConfig,
+    bucket: &'a mut TokenBucket,
+    last_heartbeat: &'a mut Instant,
+    /// When this batch of messages was read.
+    now: Instant,
+}
+
+impl Inbox<'_> {
+    /// One read from the inbound stream; `Err`: the session ends.
+    fn take(&mut self, msg: Result<Option<ClientMessage>, Status>) -> Result<(), EndReason> {
+        let m = match msg {
+            Ok(Some(m)) => m,
+            Ok(None) => return Err(EndReason::ClientClosed),
+            Err(status) => {
+                let status = inbound_error(status);
+                return Err(match status.code() {
+                    Code::ResourceExhausted | Code::Internal | Code::InvalidArgument => {
+                        EndReason::ProtocolViolation(status.code(), status.message().to_owned())
+                    }
+                    _ => {
+                        debug!(code = ?status.code(), message = status.message(), "stream error");
+                        EndReason::Transport
+                    }
+                });
+            }
+        };
+        if !self.bucket.take(self.now) {
+            self.session.metrics.rate_limited();
+            return Err(EndReason::ProtocolViolation(
+                Code::ResourceExhausted,
+                format!(
+                    "message rate above {}/s (burst {}); session ended",
+                    self.cfg.max_messages_per_second, self.cfg.message_burst
+                ),
+            ));
+        }
+        let is_heartbeat = matches!(m.payload, Some(Payload::Heartbeat(_)));
+        handlers::dispatch(self.session, m)?;
+        if is_heartbeat {
+            *self.last_heartbeat = self.now;
+        }
+        Ok(())
+    }
+}
+
+/// `fut`'s output if it is ready without waiting. The loop polls the same
+/// stream with its own waker right after, so nothing is missed.
+fn ready_now<F: std::future::Future>(fut: F) -> Option<F::Output> {
+    let fut = std::pin::pin!(fut);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match fut.poll(&mut cx) {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => None,
     }
 }
 

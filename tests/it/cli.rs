@@ -180,23 +180,43 @@ async fn bad_flags_are_refused_with_a_clear_message() {
             .contains("expected a whole number followed by ms, s, m or h"),
         "{out:?}"
     );
-    let out = cli(&[
-        "serve",
-        "--grpc-addr",
-        "127.0.0.1:0",
-        "--http-addr",
-        "127.0.0.1:0",
-        "--stale-after",
-        "10s",
-        "--dead-after",
-        "5s",
-    ])
-    .await;
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("--dead-after"),
-        "{out:?}"
-    );
+    // Flags that parse but contradict each other: the message names them.
+    let cases: [(&[&str], &[&str]); 2] = [
+        (
+            &["--stale-after", "10s", "--dead-after", "5s"],
+            &["--dead-after"],
+        ),
+        // A connection window below the stream window (or the protocol's
+        // 65,535).
+        (
+            &[
+                "--http2-stream-window",
+                "1048576",
+                "--http2-connection-window",
+                "524288",
+            ],
+            &[
+                "--http2-connection-window 524288",
+                "not below --http2-stream-window (1048576)",
+            ],
+        ),
+    ];
+    for (flags, expected) in cases {
+        let mut args = vec![
+            "serve",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+        ];
+        args.extend_from_slice(flags);
+        let out = cli(&args).await;
+        assert!(!out.status.success(), "{flags:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        for e in expected {
+            assert!(err.contains(e), "{flags:?}: {e:?} missing from {err}");
+        }
+    }
 }
 
 #[tokio::test]
