@@ -11,6 +11,7 @@ use super::pending::AckOutcome;
 use super::{Credentials, EndReason, Session, events::EventKind};
 use crate::commands::{self, CommandKind};
 use crate::proto::{self, ClientMessage, client_message::Payload, server_command::Command};
+use futures::FutureExt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::oneshot;
@@ -286,7 +287,10 @@ async fn drive(
                     if session.is_ending() {
                         break;
                     }
-                    let Some(msg) = ready_now(inbound.message()) else {
+                    // Polled once with a no-op waker; the next select!
+                    // polls the stream with the task's own before it
+                    // can sleep, so no wake-up is lost.
+                    let Some(msg) = inbound.message().now_or_never() else {
                         break;
                     };
                     if let Err(reason) = inbox.take(msg) {
@@ -381,17 +385,6 @@ impl Inbox<'_> {
             *self.last_heartbeat = self.now;
         }
         Ok(())
-    }
-}
-
-/// `fut`'s output if it is ready without waiting. The loop polls the same
-/// stream with its own waker right after, so nothing is missed.
-fn ready_now<F: std::future::Future>(fut: F) -> Option<F::Output> {
-    let fut = std::pin::pin!(fut);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    match fut.poll(&mut cx) {
-        std::task::Poll::Ready(v) => Some(v),
-        std::task::Poll::Pending => None,
     }
 }
 
