@@ -11,7 +11,7 @@
 //! ```text
 //! cli        -> server api centrifugo controller crd auth streaming commands proto secret
 //! server     -> api centrifugo controller http market peer auth tls streaming metrics proto
-//! peer       -> controller crd market streaming backoff proto
+//! peer       -> controller crd market streaming metrics backoff proto
 //! api        -> streaming commands paging proto secret
 //! centrifugo -> streaming commands metrics backoff proto time
 //! controller -> streaming crd commands metrics backoff proto

@@ -140,6 +140,20 @@ pub struct SecurityArgs {
     /// TLS); a certificate whose DNS SAN is the client id authenticates it.
     #[arg(long, env = "CRYPTO_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
+    /// Cluster mode with --tls-cert: PEM CA bundle that signed the
+    /// replicas' certificates; replicas calling each other (forwarded
+    /// calls, price links, partition checks) verify the peer against it.
+    #[arg(
+        long,
+        env = "CRYPTO_PEER_CA",
+        requires = "tls_cert",
+        requires = "peer_tls_name"
+    )]
+    pub peer_ca: Option<PathBuf>,
+    /// The DNS name every replica's certificate carries, checked on peer
+    /// calls (peers are dialled by IP), e.g. crypto-operator.NS.svc.
+    #[arg(long, env = "CRYPTO_PEER_TLS_NAME", requires = "peer_ca")]
+    pub peer_tls_name: Option<String>,
 }
 
 impl SecurityArgs {
@@ -163,6 +177,13 @@ impl SecurityArgs {
             secret_cache_ttl: self.secret_cache_ttl,
             tls: match (&self.tls_cert, &self.tls_key) {
                 (Some(c), Some(k)) => Some((c.clone(), k.clone(), self.tls_client_ca.clone())),
+                _ => None,
+            },
+            peer_trust: match (&self.peer_ca, &self.peer_tls_name) {
+                (Some(ca), Some(name)) => Some(crate::server::PeerTrust {
+                    ca: ca.clone(),
+                    server_name: name.clone(),
+                }),
                 _ => None,
             },
         })

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tonic::Status;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tracing::debug;
 
 /// What a hop may add to the caller's own timeout (connecting, the
@@ -37,25 +37,28 @@ pub struct Forwarder {
     index: Arc<ResourceIndex>,
     membership: Arc<Membership>,
     client: kube::Client,
-    token: String,
+    dial: Arc<super::PeerDial>,
+    metrics: super::PeerMetrics,
     /// One lazily connected channel per peer address (pruned to the live
     /// peers whenever one is added).
     channels: Mutex<HashMap<String, Channel>>,
 }
 
 impl Forwarder {
-    /// A forwarder presenting `token` to the peers `membership` knows.
+    /// A forwarder dialling the peers `membership` knows with `dial`.
     pub fn new(
         index: Arc<ResourceIndex>,
         membership: Arc<Membership>,
         client: kube::Client,
-        token: String,
+        dial: Arc<super::PeerDial>,
+        metrics: super::PeerMetrics,
     ) -> Arc<Self> {
         Arc::new(Self {
             index,
             membership,
             client,
-            token,
+            dial,
+            metrics,
             channels: Mutex::new(HashMap::new()),
         })
     }
@@ -124,8 +127,10 @@ impl Forwarder {
             .map(|p| p.advertise)
             .collect();
         channels.retain(|a, _| live.contains(a));
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| Status::internal(format!("peer address {addr:?}: {e}")))?
+        let channel = self
+            .dial
+            .endpoint(addr)
+            .map_err(Status::unavailable)?
             .connect_timeout(HOP)
             .tcp_nodelay(true)
             .connect_lazy();
@@ -137,7 +142,7 @@ impl Forwarder {
     fn request<T>(&self, body: T, deadline: Duration) -> Result<tonic::Request<T>, Status> {
         let mut req = tonic::Request::new(body);
         req.set_timeout(deadline);
-        super::with_peer_token(&mut req, &self.token).map_err(Status::internal)?;
+        self.dial.authorize(&mut req).map_err(Status::internal)?;
         let me = self
             .membership
             .me()
@@ -149,9 +154,10 @@ impl Forwarder {
     }
 
     /// Runs `call` against the holder, re-reading it once if the one in
-    /// the index no longer holds the client.
+    /// the index no longer holds the client; counted as `what`.
     async fn with_holder<T, F, Fut>(
         self: Arc<Self>,
+        what: &'static str,
         client_id: String,
         call: F,
     ) -> Result<T, Status>
@@ -159,13 +165,26 @@ impl Forwarder {
         F: Fn(PeerServiceClient<Channel>) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
+        let result = self.reach_holder(&client_id, call).await;
+        self.metrics.forwarded(what, &result);
+        result
+    }
+
+    async fn reach_holder<T, Fut>(
+        &self,
+        client_id: &str,
+        call: impl Fn(PeerServiceClient<Channel>) -> Fut,
+    ) -> Result<T, Status>
+    where
+        Fut: std::future::Future<Output = Result<T, Status>>,
+    {
         let mut holder: Option<String> = None;
         for attempt in 0..2 {
-            let (replica, addr) = self.target(&client_id, holder.as_deref())?;
+            let (replica, addr) = self.target(client_id, holder.as_deref())?;
             debug!(%client_id, %replica, %addr, attempt, "forwarding to the client's replica");
             match call(PeerServiceClient::new(self.channel(&addr)?)).await {
                 Err(s) if crate::proto::hops::is_not_holder(&s) && attempt == 0 => {
-                    match self.reread(&client_id).await? {
+                    match self.reread(client_id).await? {
                         Some(now) if now != replica => holder = Some(now),
                         _ => break,
                     }
@@ -203,7 +222,7 @@ impl Remote for Forwarder {
             let timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
             let reply = this
                 .clone()
-                .with_holder(client_id.clone(), |mut peer| {
+                .with_holder("command", client_id.clone(), |mut peer| {
                     let req = this.request(
                         ForwardCommandRequest {
                             client_id: client_id.clone(),
@@ -227,7 +246,7 @@ impl Remote for Forwarder {
         let this = self;
         Box::pin(async move {
             this.clone()
-                .with_holder(client_id.clone(), |mut peer| {
+                .with_holder("get_client", client_id.clone(), |mut peer| {
                     let req = this.request(
                         GetClientRequest {
                             client_id: client_id.clone(),
@@ -261,6 +280,7 @@ impl Remote for Forwarder {
             });
             let mut out = RemotePages::default();
             for (replica, answer) in futures::future::join_all(calls).await {
+                self.metrics.listed(answer.is_ok());
                 match answer {
                     Ok(page) => out
                         .pages

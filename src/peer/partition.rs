@@ -17,7 +17,6 @@ use crate::streaming::StreamingHandle;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Endpoint;
 use tracing::{debug, info, warn};
 
 /// How long one peer gets to answer.
@@ -28,7 +27,7 @@ const PEER_TIMEOUT: Duration = Duration::from_secs(2);
 pub async fn watch_partition(
     membership: Arc<Membership>,
     handle: StreamingHandle,
-    token: Option<String>,
+    dial: Option<Arc<super::PeerDial>>,
     stop: CancellationToken,
 ) {
     let every = membership.config().renew_every();
@@ -51,7 +50,7 @@ pub async fn watch_partition(
             continue;
         }
         let failing_for = membership.failing_for().unwrap_or_default();
-        match ask(&known, membership.me(), token.as_deref(), failing_for).await {
+        match ask(&known, membership.me(), dial.as_deref(), failing_for).await {
             Some(peer) => {
                 warn!(
                     replica = membership.me(),
@@ -80,12 +79,12 @@ pub async fn watch_partition(
 async fn ask(
     peers: &[Peer],
     me: &str,
-    token: Option<&str>,
+    dial: Option<&super::PeerDial>,
     failing_for: Duration,
 ) -> Option<String> {
-    let token = token?;
+    let dial = dial?;
     for p in peers {
-        match api_reachable(p, me, token).await {
+        match api_reachable(p, me, dial).await {
             Ok(Some(reachable_for)) if reachable_for >= failing_for => return Some(p.id.clone()),
             Ok(Some(reachable_for)) => {
                 debug!(peer = %p.id, ?reachable_for, ?failing_for, "the peer only just reached the API again");
@@ -98,9 +97,13 @@ async fn ask(
 }
 
 /// How long `p` has reached the API (`None`: it does not).
-async fn api_reachable(p: &Peer, me: &str, token: &str) -> Result<Option<Duration>, String> {
-    let endpoint = Endpoint::from_shared(format!("http://{}", p.advertise))
-        .map_err(|e| e.to_string())?
+async fn api_reachable(
+    p: &Peer,
+    me: &str,
+    dial: &super::PeerDial,
+) -> Result<Option<Duration>, String> {
+    let endpoint = dial
+        .endpoint(&p.advertise)?
         .connect_timeout(PEER_TIMEOUT)
         .timeout(PEER_TIMEOUT);
     let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
@@ -108,7 +111,7 @@ async fn api_reachable(p: &Peer, me: &str, token: &str) -> Result<Option<Duratio
     let mut req = tonic::Request::new(ApiHealthRequest {
         replica: me.to_owned(),
     });
-    super::with_peer_token(&mut req, token)?;
+    dial.authorize(&mut req)?;
     let reply = client
         .api_health(req)
         .await

@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tonic::transport::Endpoint;
 use tracing::{debug, info, warn};
 
 /// How long connecting to a peer may take.
@@ -35,7 +34,7 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 pub async fn link_prices(
     membership: Arc<Membership>,
     prices: FleetPrices,
-    token: String,
+    dial: Arc<super::PeerDial>,
     stop: CancellationToken,
 ) {
     let tasks = TaskTracker::new();
@@ -61,7 +60,7 @@ pub async fn link_prices(
                     peer: p.id.clone(),
                     addr: p.advertise.clone(),
                     me: membership.me().to_owned(),
-                    token: token.clone(),
+                    dial: dial.clone(),
                     prices: prices.clone(),
                 },
                 link_stop.clone(),
@@ -82,7 +81,7 @@ struct Link {
     peer: String,
     addr: String,
     me: String,
-    token: String,
+    dial: Arc<super::PeerDial>,
     prices: FleetPrices,
 }
 
@@ -114,8 +113,9 @@ async fn link(l: Link, stop: CancellationToken) {
 
 /// Connects to the peer and takes its ticks until the stream ends.
 async fn follow(l: &Link, taken: &mut Taken, backoff: &mut Backoff) -> Result<(), String> {
-    let channel = Endpoint::from_shared(format!("http://{}", l.addr))
-        .map_err(|e| e.to_string())?
+    let channel = l
+        .dial
+        .endpoint(&l.addr)?
         .connect_timeout(CONNECT_TIMEOUT)
         .http2_keep_alive_interval(PING_EVERY)
         .keep_alive_timeout(PING_TIMEOUT)
@@ -126,7 +126,7 @@ async fn follow(l: &Link, taken: &mut Taken, backoff: &mut Backoff) -> Result<()
     let mut req = tonic::Request::new(StreamOwnPricesRequest {
         replica: l.me.clone(),
     });
-    super::with_peer_token(&mut req, &l.token)?;
+    l.dial.authorize(&mut req)?;
     let mut stream = tokio::time::timeout(
         CONNECT_TIMEOUT,
         PeerServiceClient::new(channel).stream_own_prices(req),

@@ -126,6 +126,18 @@ pub struct SecurityConfig {
     /// TLS for the gRPC port: (certificate chain, key, client CA for
     /// mutual TLS); files are re-read when they change.
     pub tls: Option<(PathBuf, PathBuf, Option<PathBuf>)>,
+    /// With `tls` in cluster mode: how replicas check each other's
+    /// certificates when they call each other.
+    pub peer_trust: Option<PeerTrust>,
+}
+
+/// How a replica checks a peer's certificate.
+#[derive(Debug, Clone)]
+pub struct PeerTrust {
+    /// PEM bundle of the CA that signed the replicas' certificates.
+    pub ca: PathBuf,
+    /// The DNS name every replica's certificate carries.
+    pub server_name: String,
 }
 
 impl Default for SecurityConfig {
@@ -136,6 +148,7 @@ impl Default for SecurityConfig {
             operator_token: None,
             secret_cache_ttl: Duration::from_secs(10),
             tls: None,
+            peer_trust: None,
         }
     }
 }

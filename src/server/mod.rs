@@ -8,7 +8,7 @@ mod drain;
 mod error;
 mod grpc;
 
-pub use config::{ClusterConfig, Http2Config, Mode, SecurityConfig, ServerConfig};
+pub use config::{ClusterConfig, Http2Config, Mode, PeerTrust, SecurityConfig, ServerConfig};
 pub use error::ServerError;
 
 use crate::api;
@@ -30,7 +30,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::info;
+use tracing::{info, warn};
 
 /// A started server: its bound addresses and handles.
 pub struct Running {
@@ -129,7 +129,6 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
     };
     let metrics = Registry::new();
     let plane = Plane::new(&config.mode);
-    let has_tls = config.security.tls.is_some();
     let tls = match &config.security.tls {
         Some((cert, key, ca)) => Some(Arc::new(TlsFiles::load(
             cert.clone(),
@@ -157,6 +156,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
     // Registered in every mode, so dashboards find them (at zero).
     let control_metrics = Arc::new(ControlMetrics::new(&metrics)?);
     let centrifugo_metrics = Arc::new(CentrifugoMetrics::new(&metrics)?);
+    let peer_metrics = crate::peer::PeerMetrics::new(&metrics)?;
     // Subscribed before the gRPC port serves, like the market.
     let publisher = match &config.centrifugo {
         Some(c) => Some(Publisher::start(
@@ -230,27 +230,30 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
             Some(health),
         ) => {
             // Operator calls for clients other replicas hold go one hop
-            // to them, over the peer service (plaintext peer calls, like
-            // the partition check: not with TLS on the gRPC port).
-            if let (Some(token), false) = (&controller.replica.peer_token, has_tls) {
+            // to them over the peer service, and prices stream from each
+            // peer; both need the peer token (and, with TLS on the gRPC
+            // port, the peer CA).
+            let dial = peer_dial(controller.replica.peer_token.as_deref(), &config.security)?;
+            if let Some(dial) = &dial {
                 handle.set_remote(crate::peer::Forwarder::new(
                     index.clone(),
                     membership.clone(),
                     client.clone(),
-                    token.clone(),
+                    dial.clone(),
+                    peer_metrics,
                 ));
                 // Prices published on the other replicas, streamed here.
                 tokio::spawn(crate::peer::link_prices(
                     membership.clone(),
                     market.fleet(),
-                    token.clone(),
+                    dial.clone(),
                     controller_stop.clone(),
                 ));
             }
             tokio::spawn(crate::peer::watch_partition(
                 membership.clone(),
                 handle.clone(),
-                controller.replica.peer_token.clone(),
+                dial,
                 controller_stop.clone(),
             ));
             Some(tokio::spawn(controller::run(
@@ -336,6 +339,36 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
     TcpListener::bind(addr)
         .await
         .map_err(|source| ServerError::Bind { addr, source })
+}
+
+/// How this replica calls its peers: `None` without a peer token, or
+/// with TLS on the gRPC port but no peer CA (said once, at start).
+fn peer_dial(
+    token: Option<&str>,
+    security: &SecurityConfig,
+) -> Result<Option<Arc<crate::peer::PeerDial>>, ServerError> {
+    let Some(token) = token else {
+        return Ok(None);
+    };
+    let tls = match (&security.tls, &security.peer_trust) {
+        (None, _) => None,
+        (Some((cert, key, _)), Some(trust)) => Some(crate::peer::PeerTls {
+            ca: trust.ca.clone(),
+            server_name: trust.server_name.clone(),
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        (Some(_), None) => {
+            warn!(
+                "TLS is on the gRPC port but there is no --peer-ca / --peer-tls-name: \
+                 replicas will not forward calls, share prices or check partitions with each other"
+            );
+            return Ok(None);
+        }
+    };
+    crate::peer::PeerDial::new(token.to_owned(), tls)
+        .map(|d| Some(Arc::new(d)))
+        .map_err(|e| ServerError::Config(format!("peer calls: {e}")))
 }
 
 /// Who checks a registering client's credentials: the token Secrets of

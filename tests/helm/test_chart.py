@@ -670,6 +670,9 @@ def test_everything_on(rendered):
     # TLS from a Secret.
     assert flag_values(args, "--tls-cert") == ["/etc/crypto-operator/tls/tls.crt"]
     assert flag_values(args, "--tls-key") == ["/etc/crypto-operator/tls/tls.key"]
+    # Replicas check each other against the Secret's CA and the Service's name.
+    assert flag_values(args, "--peer-ca") == ["/etc/crypto-operator/tls/ca.crt"]
+    assert flag_values(args, "--peer-tls-name") == [f"crypto-operator.{NAMESPACE}.svc"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     mounts = {m["name"]: m for m in c["volumeMounts"]}
     assert set(volumes) == set(mounts) == {"peer-token", "tls", "admin-token"}

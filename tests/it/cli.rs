@@ -181,7 +181,7 @@ async fn bad_flags_are_refused_with_a_clear_message() {
         "{out:?}"
     );
     // Flags that parse but contradict each other: the message names them.
-    let cases: [(&[&str], &[&str]); 2] = [
+    let cases: [(&[&str], &[&str]); 4] = [
         (
             &["--stale-after", "10s", "--dead-after", "5s"],
             &["--dead-after"],
@@ -199,6 +199,23 @@ async fn bad_flags_are_refused_with_a_clear_message() {
                 "--http2-connection-window 524288",
                 "not below --http2-stream-window (1048576)",
             ],
+        ),
+        // A peer CA without the name to check peers' certificates against,
+        // or without TLS on the port.
+        (
+            &[
+                "--tls-cert",
+                "c.pem",
+                "--tls-key",
+                "k.pem",
+                "--peer-ca",
+                "ca.pem",
+            ],
+            &["--peer-tls-name <PEER_TLS_NAME>"],
+        ),
+        (
+            &["--peer-ca", "ca.pem", "--peer-tls-name", "x.svc"],
+            &["--tls-cert <TLS_CERT>"],
         ),
     ];
     for (flags, expected) in cases {

@@ -24,6 +24,7 @@ mod observability;
 mod replicas;
 mod replicas_market;
 mod replicas_rebalance;
+mod replicas_tls;
 mod sdk;
 mod security;
 mod streaming;

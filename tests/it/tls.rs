@@ -9,76 +9,14 @@ use crypto_operator::client::ClientType;
 use crypto_operator::proto::crypto_streaming_service_client::CryptoStreamingServiceClient;
 use crypto_operator::proto::{ServerCommand, server_command::Command};
 use crypto_operator::server::{self, Running, SecurityConfig, ServerConfig};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
+use support::certs::{CLIENT, Files, SERVER, ca, leaf, tls_channel};
 use support::*;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
-
-fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name.push(DnType::CommonName, name);
-    p.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::CrlSign,
-    ];
-    CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap()
-}
-
-/// (certificate PEM, key PEM) for `names`, signed by `ca`.
-fn leaf(ca: &CertifiedIssuer<'static, KeyPair>, names: &[&str], client: bool) -> (String, String) {
-    let mut p = CertificateParams::new(
-        names
-            .iter()
-            .map(std::string::ToString::to_string)
-            .collect::<Vec<_>>(),
-    )
-    .unwrap();
-    p.extended_key_usages = vec![if client {
-        ExtendedKeyUsagePurpose::ClientAuth
-    } else {
-        ExtendedKeyUsagePurpose::ServerAuth
-    }];
-    let key = KeyPair::generate().unwrap();
-    let cert = p.signed_by(&key, ca).unwrap();
-    (cert.pem(), key.serialize_pem())
-}
-
-struct Files {
-    dir: PathBuf,
-}
-
-impl Files {
-    fn new(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("crypto-tls-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self { dir }
-    }
-
-    /// Writes a file atomically (write + rename), like a Secret update.
-    fn put(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.dir.join(name);
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, text).unwrap();
-        std::fs::rename(&tmp, &path).unwrap();
-        path
-    }
-}
-
-impl Drop for Files {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+use tonic::transport::Channel;
 
 async fn start_tls(cert: &Path, key: &Path, client_ca: Option<&Path>, require: bool) -> Running {
     server::start(ServerConfig {
@@ -97,25 +35,6 @@ async fn start_tls(cert: &Path, key: &Path, client_ca: Option<&Path>, require: b
     })
     .await
     .expect("server starts")
-}
-
-async fn tls_channel(
-    addr: std::net::SocketAddr,
-    ca_pem: &str,
-    identity: Option<&(String, String)>,
-) -> Result<Channel, tonic::transport::Error> {
-    let mut tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(ca_pem))
-        .domain_name("localhost");
-    if let Some((cert, key)) = identity {
-        tls = tls.identity(Identity::from_pem(cert, key));
-    }
-    Channel::from_shared(format!("https://{addr}"))
-        .unwrap()
-        .tls_config(tls)?
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
 }
 
 /// Registers `id` over `channel`; the first reply or the refusal.
@@ -140,7 +59,7 @@ async fn register_over(channel: Channel, id: &str) -> Result<ServerCommand, toni
 async fn tls_serves_sessions_and_plaintext_is_refused() {
     let files = Files::new("plain");
     let ca1 = ca("ca-1");
-    let (cert, key) = leaf(&ca1, &["localhost"], false);
+    let (cert, key) = leaf(&ca1, &["localhost"], SERVER);
     let server = start_tls(
         &files.put("tls.crt", &cert),
         &files.put("tls.key", &key),
@@ -178,7 +97,7 @@ async fn mutual_tls_binds_the_certificate_to_its_client_id_and_refuses_a_wrong_c
     let server_ca = ca("server-ca");
     let client_ca = ca("client-ca");
     let rogue_ca = ca("rogue-ca");
-    let (cert, key) = leaf(&server_ca, &["localhost"], false);
+    let (cert, key) = leaf(&server_ca, &["localhost"], SERVER);
     let server = start_tls(
         &files.put("tls.crt", &cert),
         &files.put("tls.key", &key),
@@ -186,7 +105,7 @@ async fn mutual_tls_binds_the_certificate_to_its_client_id_and_refuses_a_wrong_c
         true,
     )
     .await;
-    let wallet1 = leaf(&client_ca, &["wallet-1"], true);
+    let wallet1 = leaf(&client_ca, &["wallet-1"], CLIENT);
 
     // The certificate names wallet-1: it registers as wallet-1 without a token.
     let ch = tls_channel(server.grpc_addr, &server_ca.pem(), Some(&wallet1))
@@ -206,7 +125,7 @@ async fn mutual_tls_binds_the_certificate_to_its_client_id_and_refuses_a_wrong_c
     assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
 
     // A certificate from another CA, or none, never completes the handshake.
-    let rogue = leaf(&rogue_ca, &["wallet-1"], true);
+    let rogue = leaf(&rogue_ca, &["wallet-1"], CLIENT);
     let refused = async {
         let ch = tls_channel(server.grpc_addr, &server_ca.pem(), Some(&rogue)).await?;
         register_over(ch, "wallet-1")
@@ -246,7 +165,7 @@ async fn rotated_certificates_are_served_without_a_restart() {
     let files = Files::new("rotate");
     let old_ca = ca("old-ca");
     let new_ca = ca("new-ca");
-    let (cert, key) = leaf(&old_ca, &["localhost"], false);
+    let (cert, key) = leaf(&old_ca, &["localhost"], SERVER);
     let (cert_path, key_path) = (files.put("tls.crt", &cert), files.put("tls.key", &key));
     let server = start_tls(&cert_path, &key_path, None, false).await;
     let ok = |ca_pem: String| {
@@ -261,7 +180,7 @@ async fn rotated_certificates_are_served_without_a_restart() {
     assert!(ok(old_ca.pem()).await, "old certificate served");
     assert!(!ok(new_ca.pem()).await, "not yet the new one");
     // Rotate: the key first, then the certificate (each an atomic rename).
-    let (cert2, key2) = leaf(&new_ca, &["localhost"], false);
+    let (cert2, key2) = leaf(&new_ca, &["localhost"], SERVER);
     files.put("tls.key", &key2);
     files.put("tls.crt", &cert2);
     let what = "the new certificate is served";

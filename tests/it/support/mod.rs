@@ -6,6 +6,7 @@
 
 pub use ::fake_kube;
 
+pub mod certs;
 pub mod cluster;
 pub mod process;
 pub mod prometheus;
@@ -232,7 +233,17 @@ pub async fn open_with_token(
     first: ClientMessage,
     token: Option<&str>,
 ) -> (mpsc::Sender<ClientMessage>, Streaming<ServerCommand>) {
-    let mut client = operator(addr).await.max_decoding_message_size(4 << 20);
+    open_on(operator(addr).await, first, token).await
+}
+
+/// Like [`open_with_token`], on a client the caller connected (over TLS,
+/// say).
+pub async fn open_on(
+    client: CryptoStreamingServiceClient<Channel>,
+    first: ClientMessage,
+    token: Option<&str>,
+) -> (mpsc::Sender<ClientMessage>, Streaming<ServerCommand>) {
+    let mut client = client.max_decoding_message_size(4 << 20);
     let (tx, rx) = mpsc::channel(64);
     tx.send(first).await.unwrap();
     let mut request = tonic::Request::new(ReceiverStream::new(rx));
@@ -275,7 +286,17 @@ impl RawClient {
         kind: ClientType,
         token: Option<&str>,
     ) -> Self {
-        let (tx, mut inbound) = open_with_token(addr, msg(client_id, register(kind)), token).await;
+        Self::connect_on(operator(addr).await, client_id, kind, token).await
+    }
+
+    /// Registers as `client_id` of type `kind` over `client`'s channel.
+    pub async fn connect_on(
+        client: CryptoStreamingServiceClient<Channel>,
+        client_id: &str,
+        kind: ClientType,
+        token: Option<&str>,
+    ) -> Self {
+        let (tx, mut inbound) = open_on(client, msg(client_id, register(kind)), token).await;
         let first = tokio::time::timeout(WAIT, inbound.message())
             .await
             .expect("registered in time")
