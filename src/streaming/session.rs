@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 /// Why a command could not be queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +40,9 @@ pub struct Session {
     outbound: super::outbound::CommandSender,
     pending: Mutex<PendingAcks>,
     pub(crate) timer_wake: Notify,
-    end: CancellationToken,
+    /// Told to end (`end`); the session task sees it at its next turn,
+    /// woken through `timer_wake`.
+    ending: AtomicBool,
     end_reason: Mutex<Option<EndReason>>,
     state: Mutex<ClientState>,
     last_heartbeat_ms: AtomicU64,
@@ -78,7 +79,7 @@ impl Session {
             outbound,
             pending: Mutex::new(PendingAcks::default()),
             timer_wake: Notify::new(),
-            end: CancellationToken::new(),
+            ending: AtomicBool::new(false),
             end_reason: Mutex::new(None),
             state: Mutex::new(state),
             last_heartbeat_ms: AtomicU64::new(0),
@@ -222,16 +223,13 @@ impl Session {
                 *r = Some(reason);
             }
         }
-        self.end.cancel();
+        self.ending.store(true, Ordering::Release);
+        self.timer_wake.notify_one();
     }
 
     /// Whether the session has been told to end.
     pub fn is_ending(&self) -> bool {
-        self.end.is_cancelled()
-    }
-
-    pub(crate) fn ended(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
-        self.end.cancelled()
+        self.ending.load(Ordering::Acquire)
     }
 
     pub(crate) fn end_reason(&self) -> Option<EndReason> {

@@ -220,18 +220,22 @@ async fn drive(
     });
     let mut draining_until: Option<Instant> = None;
     let mut drained = EndReason::MaxAge;
-    // Made once and re-armed, not per message: a timer entry, a
-    // cancellation waiter and a notify waiter per loop turn cost as much
+    // Made once and re-armed, not per message: a timer entry and a
+    // notify waiter per loop turn cost as much
     // as the message itself under ingest (perf, docs/BENCHMARKS.md).
-    let ended = session.ended();
     let woken = session.timer_wake.notified();
     let sleep = tokio::time::sleep_until(last_heartbeat + cfg.stale_after);
-    tokio::pin!(ended, woken, sleep);
+    tokio::pin!(woken, sleep);
     loop {
         if let Some(until) = draining_until
             && (session.pending_count() == 0 || Instant::now() >= until)
         {
             return drained;
+        }
+        // Told to end (`Session::end` wakes `woken`): a flag, not a
+        // waiter polled every turn.
+        if session.is_ending() {
+            return session.end_reason().unwrap_or(EndReason::Shutdown);
         }
         // Woken by `Session::ask_to_move` (rebalancing).
         if session.is_moving() && draining_until.is_none() {
@@ -267,9 +271,6 @@ async fn drive(
         }
         tokio::select! {
             biased;
-            _ = &mut ended => {
-                return session.end_reason().unwrap_or(EndReason::Shutdown);
-            }
             msg = inbound.message() => {
                 // One clock read for the messages that are already here.
                 let now = Instant::now();

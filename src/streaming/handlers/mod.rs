@@ -89,18 +89,22 @@ pub(crate) fn dispatch(session: &Session, mut msg: ClientMessage) -> Result<Hand
             ),
         ));
     }
-    session.state().counters.messages_received += 1;
+    // One lock for the count and the limit the checks below need.
+    let max = {
+        let mut st = session.state();
+        st.counters.messages_received += 1;
+        st.max_text_bytes
+    };
     if matches!(msg.payload, Some(Payload::Register(_))) {
         return Err(violation(
             Code::FailedPrecondition,
             "register is only allowed as the first message of a stream",
         ));
     }
-    if let Err(why) = check(session, &msg) {
+    if let Err(why) = check(session, &msg, max) {
         reject(session, &msg, kind, why);
         return Ok(Handled::Dropped(why));
     }
-    let max = session.state().max_text_bytes;
     if records::truncate_text(&mut msg, max) {
         session.metrics.text_truncated();
     }
@@ -140,7 +144,7 @@ pub(crate) fn dispatch(session: &Session, mut msg: ClientMessage) -> Result<Hand
 }
 
 /// The data rule of [`validate`] for the message's payload.
-fn check(session: &Session, msg: &ClientMessage) -> Result<(), Reject> {
+fn check(session: &Session, msg: &ClientMessage, max_text: usize) -> Result<(), Reject> {
     match &msg.payload {
         None => Err(Reject::NoPayload),
         Some(Payload::Register(_) | Payload::Heartbeat(_)) => Ok(()),
@@ -149,7 +153,7 @@ fn check(session: &Session, msg: &ClientMessage) -> Result<(), Reject> {
         Some(Payload::Transaction(t)) => validate::transaction(t),
         Some(Payload::Status(s)) => validate::status(s),
         Some(Payload::Error(e)) => validate::error(e),
-        Some(Payload::Log(l)) => validate::log(l, session.state().max_text_bytes),
+        Some(Payload::Log(l)) => validate::log(l, max_text),
         Some(Payload::Price(p)) => {
             if session.registration.client_type != client_types::PRICE_FEED {
                 return Err(Reject::NotPriceFeed);
