@@ -3,24 +3,43 @@
 //! the peer CA and the name every replica's certificate carries, with this
 //! replica's own certificate as its client certificate (for a port that
 //! requires mutual TLS); and the peer token on every request. The files
-//! are read for each new connection setup, so rotated certificates are
-//! used without a restart.
+//! are read each time an endpoint is made, so a caller that makes one per
+//! connection (price links, partition checks) uses rotated certificates
+//! without a restart.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+
+/// How a replica checks a peer's certificate.
+#[derive(Debug, Clone)]
+pub struct PeerTrust {
+    /// PEM bundle of the CA that signed the replicas' certificates.
+    pub ca: PathBuf,
+    /// The DNS name every replica's certificate carries (peers are
+    /// dialled by IP address, which certificates rarely name).
+    pub server_name: String,
+}
 
 /// TLS towards peers.
 #[derive(Debug, Clone)]
 pub struct PeerTls {
-    /// PEM bundle of the CA that signed the replicas' certificates.
-    pub ca: PathBuf,
-    /// The DNS name the peers' certificates are checked against (peers
-    /// are dialled by IP address, which certificates rarely name).
-    pub server_name: String,
+    /// How the peer's certificate is checked.
+    pub trust: PeerTrust,
     /// This replica's certificate chain and key (the gRPC port's).
     pub cert: PathBuf,
     /// Key of `cert`.
     pub key: PathBuf,
+}
+
+impl PeerTls {
+    /// The client configuration, from the files as they are now.
+    fn client_config(&self) -> Result<ClientTlsConfig, String> {
+        let identity = Identity::from_pem(read(&self.cert)?, read(&self.key)?);
+        Ok(ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read(&self.trust.ca)?))
+            .domain_name(self.trust.server_name.clone())
+            .identity(identity))
+    }
 }
 
 /// What a peer call needs: the token, and TLS if the port has it.
@@ -30,7 +49,7 @@ pub struct PeerDial {
     tls: Option<PeerTls>,
 }
 
-fn read(path: &PathBuf) -> Result<Vec<u8>, String> {
+fn read(path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
@@ -39,14 +58,10 @@ impl PeerDial {
     /// Reads the TLS files once, so a missing or unreadable one is an
     /// error at start rather than at the first peer call.
     pub fn new(token: String, tls: Option<PeerTls>) -> Result<Self, String> {
-        let dial = Self { token, tls };
-        dial.endpoint("127.0.0.1:1")?;
-        Ok(dial)
-    }
-
-    /// Whether peer calls go over TLS.
-    pub fn is_tls(&self) -> bool {
-        self.tls.is_some()
+        if let Some(t) = &tls {
+            t.client_config()?;
+        }
+        Ok(Self { token, tls })
     }
 
     /// An endpoint for the peer at `addr` (HOST:PORT), with TLS if
@@ -56,15 +71,9 @@ impl PeerDial {
             return Endpoint::from_shared(format!("http://{addr}"))
                 .map_err(|e| format!("peer address {addr:?}: {e}"));
         };
-        let ca = read(&tls.ca)?;
-        let identity = Identity::from_pem(read(&tls.cert)?, read(&tls.key)?);
-        let config = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(ca))
-            .domain_name(tls.server_name.clone())
-            .identity(identity);
         Endpoint::from_shared(format!("https://{addr}"))
             .map_err(|e| format!("peer address {addr:?}: {e}"))?
-            .tls_config(config)
+            .tls_config(tls.client_config()?)
             .map_err(|e| format!("peer TLS: {e}"))
     }
 

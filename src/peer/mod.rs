@@ -12,7 +12,7 @@ mod partition;
 mod prices;
 mod service;
 
-pub use dial::{PeerDial, PeerTls};
+pub use dial::{PeerDial, PeerTls, PeerTrust};
 pub use forward::Forwarder;
 pub use metrics::PeerMetrics;
 pub use partition::watch_partition;

@@ -128,16 +128,7 @@ pub struct SecurityConfig {
     pub tls: Option<(PathBuf, PathBuf, Option<PathBuf>)>,
     /// With `tls` in cluster mode: how replicas check each other's
     /// certificates when they call each other.
-    pub peer_trust: Option<PeerTrust>,
-}
-
-/// How a replica checks a peer's certificate.
-#[derive(Debug, Clone)]
-pub struct PeerTrust {
-    /// PEM bundle of the CA that signed the replicas' certificates.
-    pub ca: PathBuf,
-    /// The DNS name every replica's certificate carries.
-    pub server_name: String,
+    pub peer_trust: Option<crate::peer::PeerTrust>,
 }
 
 impl Default for SecurityConfig {

@@ -8,7 +8,8 @@ mod drain;
 mod error;
 mod grpc;
 
-pub use config::{ClusterConfig, Http2Config, Mode, PeerTrust, SecurityConfig, ServerConfig};
+pub use crate::peer::PeerTrust;
+pub use config::{ClusterConfig, Http2Config, Mode, SecurityConfig, ServerConfig};
 pub use error::ServerError;
 
 use crate::api;
@@ -353,8 +354,7 @@ fn peer_dial(
     let tls = match (&security.tls, &security.peer_trust) {
         (None, _) => None,
         (Some((cert, key, _)), Some(trust)) => Some(crate::peer::PeerTls {
-            ca: trust.ca.clone(),
-            server_name: trust.server_name.clone(),
+            trust: trust.clone(),
             cert: cert.clone(),
             key: key.clone(),
         }),

@@ -220,9 +220,9 @@ async fn drive(
     });
     let mut draining_until: Option<Instant> = None;
     let mut drained = EndReason::MaxAge;
-    // Made once and re-armed, not per message: a timer entry and a
-    // notify waiter per loop turn cost as much
-    // as the message itself under ingest (perf, docs/BENCHMARKS.md).
+    // Made once and re-armed, not per message: a timer entry and a notify
+    // waiter per loop turn cost as much as the message itself under
+    // ingest (perf, docs/BENCHMARKS.md).
     let woken = session.timer_wake.notified();
     let sleep = tokio::time::sleep_until(last_heartbeat + cfg.stale_after);
     tokio::pin!(woken, sleep);
