@@ -16,6 +16,8 @@ pub struct Scenarios {
     pub soak: bool,
     /// Several replicas and a SIGKILL (not part of `all`).
     pub replicas: bool,
+    /// One replica's store of resources held elsewhere.
+    pub store: bool,
 }
 
 impl Scenarios {
@@ -28,6 +30,7 @@ impl Scenarios {
         status: true,
         soak: false,
         replicas: false,
+        store: true,
     };
 
     /// Whether anything runs against the standalone servers.
@@ -45,6 +48,7 @@ impl Scenarios {
             status: false,
             soak: false,
             replicas: false,
+            store: false,
         };
         for name in list.split(',').map(str::trim) {
             match name {
@@ -63,10 +67,11 @@ impl Scenarios {
                 "status" => s.status = true,
                 "soak" => s.soak = true,
                 "replicas" => s.replicas = true,
+                "store" => s.store = true,
                 other => {
                     return Err(format!(
                         "unknown scenario {other:?} (all, connect, rtt, throughput, ingest, \
-                         broadcast, status; or soak and replicas, which `all` leaves out)"
+                         broadcast, status, store; or soak and replicas, which `all` leaves out)"
                     ));
                 }
             }
@@ -133,7 +138,7 @@ pub struct Args {
 }
 
 pub const USAGE: &str = "\
-usage: cargo bench --bench fleet -- [--clients N[,N…]] [--scenario all|connect|rtt|throughput|ingest|broadcast|status|soak[,…]]
+usage: cargo bench --bench fleet -- [--clients N[,N…]] [--scenario all|connect|rtt|throughput|ingest|broadcast|status|store|soak|replicas[,…]]
          [--duration 5s] [--samples 2000] [--in-flight 1,64,256] [--status-interval 5s] [--status-window 20s]
          [--settle 1s] [--connect-concurrency 128] [--repeat 1] [--server-log info] [--server-flag FLAG]… [--only-ours]
          [--server-bin PATH] [--candidate PATH] [--smoke]
@@ -147,6 +152,8 @@ threads, tasks and pending acks are sampled every --soak-sample-every. --repeat 
 replicas (not part of all): --replicas operator processes in cluster mode behind a loopback proxy, --clients
 per replica (SDK clients); one replica is SIGKILLed: reconnect and claim times, survivors' sessions, writes
 against --api-write-qps, double writes; then the baseline: one replica with --clients, killed and replaced.
+store: one replica in cluster mode, no client connected, against --clients resources held by another
+replica: its RSS per resource over the same replica against an empty API server.
 Without --bench on the command line (cargo test runs benches that way) it runs the smoke mode.";
 
 fn duration(s: &str) -> Result<Duration, String> {

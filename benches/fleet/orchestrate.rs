@@ -20,6 +20,8 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 mod replicas;
 #[path = "soak.rs"]
 mod soak;
+#[path = "store.rs"]
+mod store;
 
 /// Which server a run is against.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -389,6 +391,28 @@ async fn wait_ready(server: &Server) -> Result<(), String> {
     Ok(())
 }
 
+/// `crypto-operator serve` in cluster mode against `kubeconfig` on
+/// loopback ports, `extra` flags, then `--server-flag`s. Client tokens
+/// (Secrets named by each resource) are not what the cluster scenarios
+/// measure: off, by env rather than a flag so builds without it still run.
+fn cluster_serve(args: &Args, kubeconfig: &Path, extra: &[&str]) -> Result<Command, String> {
+    let mut cmd = Command::new(server_bin(args)?);
+    cmd.args([
+        "serve",
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+    ])
+    .args(extra)
+    .args(&args.server_flags)
+    .env("KUBECONFIG", kubeconfig)
+    .env("CRYPTO_REQUIRE_CLIENT_AUTH", "false")
+    .env("CRYPTO_LOG", server_log(args))
+    .env("CRYPTO_LOG_FORMAT", "text");
+    Ok(cmd)
+}
+
 /// Scenario 6: the operator in cluster mode against the fake API server;
 /// every client heartbeats once a second; status writes are counted in the
 /// fake's request log.
@@ -400,34 +424,26 @@ async fn status(n: usize, args: &Args, dir: &Path) -> Result<StatusResult, Strin
             .map_err(|e| format!("fake: {e:?}"))?;
     }
     let kubeconfig = fake.write_kubeconfig(dir);
-    let mut cmd = Command::new(server_bin(args)?);
-    cmd.args([
-        "serve",
-        "--grpc-addr",
-        "127.0.0.1:0",
-        "--http-addr",
-        "127.0.0.1:0",
-        "--ping-interval",
-        "0s",
-        "--heartbeat-interval",
-        "1s",
-        // A late heartbeat under load must not flip phases (extra writes).
-        "--stale-after",
-        "30s",
-        "--dead-after",
-        "60s",
-        "--drain-grace",
-        "5s",
-        "--status-heartbeat-interval",
-    ])
-    .arg(format!("{}ms", args.status_interval.as_millis()))
-    .args(&args.server_flags)
-    .env("KUBECONFIG", &kubeconfig)
-    // Client tokens (Secrets named by each resource) are not what this
-    // scenario measures; env, not a flag, so builds without it still run.
-    .env("CRYPTO_REQUIRE_CLIENT_AUTH", "false")
-    .env("CRYPTO_LOG", server_log(args))
-    .env("CRYPTO_LOG_FORMAT", "text");
+    let status_every = format!("{}ms", args.status_interval.as_millis());
+    let cmd = cluster_serve(
+        args,
+        &kubeconfig,
+        &[
+            "--ping-interval",
+            "0s",
+            "--heartbeat-interval",
+            "1s",
+            // A late heartbeat under load must not flip phases (extra writes).
+            "--stale-after",
+            "30s",
+            "--dead-after",
+            "60s",
+            "--drain-grace",
+            "5s",
+            "--status-heartbeat-interval",
+            &status_every,
+        ],
+    )?;
     eprintln!("[fleet] {name}: starting");
     let server = start(cmd, name.clone(), dir.join(format!("cluster-{n}.log"))).await?;
     wait_ready(&server).await?;
@@ -726,6 +742,25 @@ async fn run(args: Args) -> Result<Vec<String>, String> {
                     s.converge.as_secs_f64()
                 );
             }
+            if args.scenarios.store {
+                let s = store::run(n, &args, &dir).await?;
+                if s.synced_kib == 0 || s.empty_kib == 0 {
+                    issues.push(format!("store, {n} resources: no RSS"));
+                }
+                println!();
+                println!(
+                    "| 7. fleet-wide store | resources held elsewhere | replica RSS, empty API server | \
+                     replica RSS, caches synced | per resource |"
+                );
+                println!("|---|---:|---:|---:|---:|");
+                println!(
+                    "| one replica, no client connected | {} | {:.1} MiB | {:.1} MiB | {:.2} KiB |",
+                    s.resources,
+                    s.empty_kib as f64 / 1024.0,
+                    s.synced_kib as f64 / 1024.0,
+                    s.per_resource_kib()
+                );
+            }
             if args.scenarios.soak {
                 issues.extend(soak::run(n, &args, &dir).await?);
             }
@@ -760,10 +795,14 @@ pub fn main(argv: &[String]) {
     };
     let most = args.clients.iter().max().copied().unwrap_or(0) as u64;
     // The replicas scenario's Service (here) holds two sockets per client.
-    let need = if args.scenarios.replicas {
+    // The store scenario connects no client.
+    let sc = args.scenarios;
+    let need = if sc.replicas {
         2 * most * args.replicas as u64
-    } else {
+    } else if sc.standalone() || sc.status || sc.soak {
         most
+    } else {
+        0
     } + 512;
     if let Err(e) = sys::raise_nofile(need) {
         eprintln!("fleet bench: {e}");

@@ -38,7 +38,13 @@ pub enum Phase {
     Load,
     /// After the load process closed every client and exited.
     After,
+    /// [`SETTLE`] later: what an allocator that returns memory on a timer
+    /// (jemalloc's decay) has given back by then.
+    Settled,
 }
+
+/// How long after the clients left the last sample is taken (full run).
+pub const SETTLE: Duration = Duration::from_secs(30);
 
 /// Figures from the operator's /metrics (None: not in this build).
 #[derive(Debug, Clone, Default)]
@@ -233,6 +239,15 @@ async fn run_one(kind: Kind, n: usize, args: &Args, dir: &Path) -> Result<Run, S
     let s = sample(&server, Phase::After, Some(t0)).await;
     log_sample(who, &s);
     samples.push(s);
+    tokio::time::sleep(if args.smoke {
+        Duration::from_secs(1)
+    } else {
+        SETTLE
+    })
+    .await;
+    let s = sample(&server, Phase::Settled, Some(t0)).await;
+    log_sample(who, &s);
+    samples.push(s);
     server.stop().await?;
     Ok(Run {
         who,
@@ -285,8 +300,8 @@ fn problems(n: usize, run: &Run) -> Vec<String> {
             format!("{connected:?} connected at {:.1} s", s.at.as_secs_f64()),
         );
     }
-    match run.samples.last() {
-        Some(last) if last.phase == Phase::After => {
+    match run.samples.iter().find(|s| s.phase == Phase::After) {
+        Some(last) => {
             let sc = scrape(last);
             check(
                 sc.connected == Some(0.0) && sc.pending == Some(0.0),
@@ -304,7 +319,7 @@ fn problems(n: usize, run: &Run) -> Vec<String> {
                 ),
             );
         }
-        _ => check(false, "no sample after the clients left".into()),
+        None => check(false, "no sample after the clients left".into()),
     }
     out
 }

@@ -46,6 +46,7 @@ fn elapsed(s: &Sample) -> String {
         Phase::Empty => "empty server".into(),
         Phase::Load => t,
         Phase::After => format!("clients gone ({t})"),
+        Phase::Settled => format!("clients gone, settled ({t})"),
     }
 }
 
@@ -62,7 +63,11 @@ fn shown(samples: &[Sample]) -> Vec<&Sample> {
             minute = Some(m);
         }
     }
-    out.extend(samples.iter().filter(|s| s.phase == Phase::After));
+    out.extend(
+        samples
+            .iter()
+            .filter(|s| matches!(s.phase, Phase::After | Phase::Settled)),
+    );
     out
 }
 
@@ -105,20 +110,27 @@ struct Points<'a> {
     warm: Option<&'a Sample>,
     end: Option<&'a Sample>,
     after: Option<&'a Sample>,
+    settled: Option<&'a Sample>,
     load: Vec<&'a Sample>,
 }
 
 impl<'a> Points<'a> {
-    /// Warm-up: the first sample at or after a minute (smoke, or runs
-    /// shorter than that: the first sample).
+    /// Warm-up: the first sample at or after minute 2 (runs shorter than
+    /// 4 minutes: minute 1; smoke, or shorter still: the first sample).
     fn of(run: &'a Run, smoke: bool) -> Self {
         let load: Vec<&Sample> = run
             .samples
             .iter()
             .filter(|s| s.phase == Phase::Load)
             .collect();
+        // Minute 2 (the "flat from minute 2 to minute 10") in a
+        // run of 4 minutes or more, else minute 1.
+        let long = load
+            .last()
+            .is_some_and(|s| s.at >= Duration::from_secs(240));
+        let warm_at = Duration::from_secs(if long { 120 } else { 60 });
         let warm = (!smoke)
-            .then(|| load.iter().find(|s| s.at >= Duration::from_secs(60)))
+            .then(|| load.iter().find(|s| s.at >= warm_at))
             .flatten()
             .or(load.first())
             .copied();
@@ -128,6 +140,7 @@ impl<'a> Points<'a> {
             warm,
             end: load.last().copied(),
             after: run.samples.iter().find(|s| s.phase == Phase::After),
+            settled: run.samples.iter().find(|s| s.phase == Phase::Settled),
             load,
         }
     }
@@ -183,7 +196,7 @@ fn summary(n: usize, args: &Args, runs: &[Run]) -> Vec<Row> {
         (at(ours), at(base))
     };
     // RSS.
-    let rss_rows: [(&str, &Figure); 4] = [
+    let rss_rows: [(&str, &Figure); 5] = [
         ("server RSS, empty (MiB)", &|p| Points::rss(p.empty)),
         ("server RSS after warm-up (MiB)", &|p| Points::rss(p.warm)),
         ("server RSS at the end of the load (MiB)", &|p| {
@@ -192,6 +205,10 @@ fn summary(n: usize, args: &Args, runs: &[Run]) -> Vec<Row> {
         ("server RSS after the clients left (MiB)", &|p| {
             Points::rss(p.after)
         }),
+        (
+            "server RSS settled, 30 s after the clients left (MiB)",
+            &|p| Points::rss(p.settled),
+        ),
     ];
     for (metric, f) in rss_rows {
         let (o, b) = pair(f);

@@ -54,8 +54,11 @@ impl Ctx {
         let Some(r) = self.index.lookup(client_id) else {
             return;
         };
-        match tokio::time::timeout(self.api_timeout, self.recorder.publish(&ev, &r.object_ref))
-            .await
+        match tokio::time::timeout(
+            self.api_timeout,
+            self.recorder.publish(&ev, &r.object_ref()),
+        )
+        .await
         {
             Ok(Ok(())) => {}
             Ok(Err(e)) => warn!(error = %e, reason = %ev.reason, "could not publish event"),

@@ -30,8 +30,8 @@ pub struct ResourceRef {
     pub name: String,
     /// The client id the resource names.
     pub client_id: String,
-    /// Reference for Kubernetes Events.
-    pub object_ref: ObjectReference,
+    /// `metadata.uid`, for the reference Kubernetes Events name.
+    pub uid: Option<String>,
     /// The Secret (name, key) holding the client's token, if any.
     pub token_secret: Option<(String, String)>,
     /// `status.holder`: the replica holding the client's session.
@@ -45,9 +45,27 @@ pub struct ResourceRef {
     pub observed_generation: Option<i64>,
 }
 
+impl ResourceRef {
+    /// The reference a Kubernetes Event names (built when one is sent,
+    /// not kept: it repeats the kind and apiVersion per resource).
+    pub fn object_ref(&self) -> ObjectReference {
+        ObjectReference {
+            api_version: Some(CryptoClient::api_version(&()).into_owned()),
+            kind: Some(CryptoClient::kind(&()).into_owned()),
+            name: Some(self.name.clone()),
+            namespace: Some(self.namespace.clone()),
+            uid: self.uid.clone(),
+            ..ObjectReference::default()
+        }
+    }
+}
+
 #[derive(Default)]
 struct Maps {
-    by_client: HashMap<String, ResourceRef>,
+    /// Boxed: a map's empty slots cost the value's size each, and every
+    /// replica indexes the whole fleet (docs/BENCHMARKS.md, "fleet-wide
+    /// store").
+    by_client: HashMap<String, Box<ResourceRef>>,
     by_object: HashMap<(String, String), String>,
 }
 
@@ -118,7 +136,7 @@ impl ResourceIndex {
 
     /// The resource of `client_id`.
     pub fn lookup(&self, client_id: &str) -> Option<ResourceRef> {
-        self.read().by_client.get(client_id).cloned()
+        self.read().by_client.get(client_id).map(|r| (**r).clone())
     }
 
     /// The client id indexed for a resource.
@@ -140,7 +158,7 @@ impl ResourceIndex {
         if let Some(existing) = maps.by_client.get(&client_id)
             && (existing.namespace != ns || existing.name != name)
         {
-            return Indexed::Conflict(Box::new(existing.clone()));
+            return Indexed::Conflict(existing.clone());
         }
         let key = (ns.clone(), name.clone());
         let previous = maps.by_object.insert(key, client_id.clone());
@@ -153,11 +171,11 @@ impl ResourceIndex {
         }
         maps.by_client.insert(
             client_id.clone(),
-            ResourceRef {
+            Box::new(ResourceRef {
                 namespace: ns,
                 name,
                 client_id,
-                object_ref: obj.object_ref(&()),
+                uid: obj.metadata.uid.clone(),
                 token_secret: obj
                     .spec
                     .auth
@@ -168,7 +186,7 @@ impl ResourceIndex {
                 has_status: obj.status.is_some(),
                 generation: obj.metadata.generation,
                 observed_generation: obj.status.as_ref().and_then(|s| s.observed_generation),
-            },
+            }),
         );
         drop(maps);
         if obj.status.as_ref().is_none_or(|s| s.holder.is_none()) {
@@ -183,7 +201,7 @@ impl ResourceIndex {
         let client_id = maps
             .by_object
             .remove(&(namespace.to_owned(), name.to_owned()))?;
-        maps.by_client.remove(&client_id)
+        maps.by_client.remove(&client_id).map(|r| *r)
     }
 
     /// Every indexed resource in `namespace` (all when `None`).
@@ -192,7 +210,7 @@ impl ResourceIndex {
             .by_client
             .values()
             .filter(|r| namespace.is_none_or(|ns| r.namespace == ns))
-            .cloned()
+            .map(|r| (**r).clone())
             .collect()
     }
 }

@@ -9,9 +9,6 @@
 use crate::crd::{CryptoClient, CryptoClientSpec, CryptoClientStatus};
 use crate::streaming::StreamingHandle;
 
-/// Marks a slim copy (a local annotation; never written to the API).
-pub(crate) const SLIM_ANNOTATION: &str = "crypto.fleet.dev/slim";
-
 /// What the store keeps of `obj`: all of it (without `managedFields`)
 /// when its client is connected here, else the slim copy.
 pub(crate) fn stored(handle: &StreamingHandle, obj: &CryptoClient) -> CryptoClient {
@@ -42,7 +39,9 @@ pub(crate) fn slim(obj: &CryptoClient) -> CryptoClient {
     out.metadata
         .deletion_timestamp
         .clone_from(&m.deletion_timestamp);
-    out.metadata.annotations = Some([(SLIM_ANNOTATION.to_owned(), "true".to_owned())].into());
+    // The marker: a full copy keeps `None` here (see `stored`), and the
+    // API server leaves an empty list out.
+    out.metadata.managed_fields = Some(Vec::new());
     out.status = obj.status.as_ref().map(|s| CryptoClientStatus {
         holder: s.holder.clone(),
         ..CryptoClientStatus::default()
@@ -53,9 +52,9 @@ pub(crate) fn slim(obj: &CryptoClient) -> CryptoClient {
 /// Whether `obj` is a slim copy.
 pub(crate) fn is_slim(obj: &CryptoClient) -> bool {
     obj.metadata
-        .annotations
+        .managed_fields
         .as_ref()
-        .is_some_and(|a| a.contains_key(SLIM_ANNOTATION))
+        .is_some_and(Vec::is_empty)
 }
 
 #[cfg(test)]

@@ -89,12 +89,12 @@ pub(crate) fn dispatch(session: &Session, mut msg: ClientMessage) -> Result<Hand
             ),
         ));
     }
-    // One lock for the count and the limit the checks below need.
-    let max = {
-        let mut st = session.state();
-        st.counters.messages_received += 1;
-        st.max_text_bytes
-    };
+    // One lock for the count, the limit the checks below need and, for
+    // the commonest message (a wallet update nobody subscribes to), the
+    // update itself; the checks take no lock of their own.
+    let mut st = session.state();
+    st.counters.messages_received += 1;
+    let max = st.max_text_bytes;
     if matches!(msg.payload, Some(Payload::Register(_))) {
         return Err(violation(
             Code::FailedPrecondition,
@@ -102,6 +102,7 @@ pub(crate) fn dispatch(session: &Session, mut msg: ClientMessage) -> Result<Hand
         ));
     }
     if let Err(why) = check(session, &msg, max) {
+        drop(st);
         reject(session, &msg, kind, why);
         return Ok(Handled::Dropped(why));
     }
@@ -114,9 +115,10 @@ pub(crate) fn dispatch(session: &Session, mut msg: ClientMessage) -> Result<Hand
             .payload
             .take_if(|p| matches!(p, Payload::WalletUpdate(_)))
     {
-        records::wallet_update_owned(session, w);
+        records::wallet_update_owned(&mut st, w);
         return Ok(Handled::Accepted);
     }
+    drop(st);
     match &msg.payload {
         None | Some(Payload::Register(_)) => {}
         Some(Payload::Heartbeat(hb)) => heartbeat::handle(session, hb),

@@ -2,6 +2,7 @@
 //! and `price`, already checked by `validate`. Each keeps what the
 //! snapshot shows and counts it.
 
+use super::ClientState;
 use crate::proto::{
     ClientMessage, ClientStatus, ErrorReport, LogEntry, LogLevel, Transaction, WalletUpdate,
 };
@@ -39,14 +40,13 @@ pub(crate) fn truncate_text(msg: &mut ClientMessage, max: usize) -> bool {
 /// Keeps the latest balance per (wallet, asset), up to the wallet limit,
 /// for an update the event bus also needs (a copy is kept).
 pub(crate) fn wallet_update(session: &Session, w: &WalletUpdate) {
-    wallet_update_owned(session, w.clone());
+    wallet_update_owned(&mut session.state(), w.clone());
 }
 
-/// Keeps the latest balance per (wallet, asset), up to the wallet limit:
-/// the update is moved into the state (allocates only the key of a wallet
-/// seen first).
-pub(crate) fn wallet_update_owned(session: &Session, mut w: WalletUpdate) {
-    let mut st = session.state();
+/// Keeps the latest balance per (wallet, asset), up to the wallet limit,
+/// in the session's locked state: the update is moved in (allocates only
+/// the key of a wallet seen first).
+pub(crate) fn wallet_update_owned(st: &mut ClientState, mut w: WalletUpdate) {
     st.counters.wallet_updates += 1;
     let key = (
         std::mem::take(&mut w.wallet_id),
@@ -60,7 +60,6 @@ pub(crate) fn wallet_update_owned(session: &Session, mut w: WalletUpdate) {
         st.wallets.insert(key, w);
     } else {
         st.counters.wallets_dropped += 1;
-        drop(st);
         debug!(wallet_id = %key.0, "wallet limit reached; balance not kept");
     }
 }
