@@ -477,23 +477,26 @@ async fn prometheus_over_three_replicas_sees_each_client_once_and_alerts_neither
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconnect_storm_is_admitted_at_the_registration_rate_and_every_client_returns() {
-    // 3,000 clients on 3 replicas; 100 registrations at once and 100/s per
-    // replica: the 1,000 or so clients of the killed replica arrive at two
+    // 1,500 clients on 3 replicas; 50 registrations at once and 50/s per
+    // replica: the 500 or so clients of the killed replica arrive at two
     // survivors far faster than that. Status writes get a larger budget
-    // than the default so the 3,000 first claims take seconds, not 30 s.
-    const RATE: f64 = 100.0;
-    const BURST: f64 = 100.0;
+    // than the default so the first claims take seconds, not 15 s. (3,000
+    // clients overloaded the in-process fake API server on a slower
+    // 2-core machine: Lease renewals missed their 2 s deadline, with or
+    // without the change under test.)
+    const RATE: f64 = 50.0;
+    const BURST: f64 = 50.0;
     let _turn = crate::support::fleet_scale_turn().await;
-    let names = ids(3000);
+    let names = ids(1500);
     let mut r = Replicas::start_with(
         &ABC,
         names.len(),
         crate::support::replicas::MIN_HOLD,
         &[
             "--max-registrations-per-second",
-            "100",
+            "50",
             "--registration-burst",
-            "100",
+            "50",
             "--api-write-qps",
             "1000",
             "--api-write-burst",
@@ -501,9 +504,10 @@ async fn a_reconnect_storm_is_admitted_at_the_registration_rate_and_every_client
         ],
     )
     .await;
-    // Connecting 3,000 debug-build clients through the in-process proxy
-    // takes about 15 s and their first claims 8 s more on two idle cores;
-    // this start is not what the test measures, so its waits are generous.
+    // Connecting 1,500 debug-build clients through the in-process proxy at
+    // the registration rate, and their first claims, take tens of seconds
+    // on two cores; this start is not what the test measures, so its waits
+    // are generous.
     let fleet = Fleet::start(&r.proxy.url(), &names, Duration::ZERO);
     fleet.wait_connected(WAIT * 12).await;
     let before = converged(&r, &names, WAIT * 12).await;
@@ -512,7 +516,7 @@ async fn a_reconnect_storm_is_admitted_at_the_registration_rate_and_every_client
         .filter(|n| before[*n].0 == "replica-c")
         .cloned()
         .collect();
-    assert!(moving.len() >= 900, "replica-c holds {}", moving.len());
+    assert!(moving.len() >= 450, "replica-c holds {}", moving.len());
     let scrape = async |r: &Replicas, id: &str| {
         crate::support::http::scraped(r.get(id).http, "crypto_registrations_throttled_total").await
     };
