@@ -3,12 +3,13 @@
 //! resource, so this part of its memory grows with the whole fleet, not
 //! with its own share of sessions. The fake API server holds `--clients`
 //! resources, each with a small `config` and a status naming another
-//! (live, as far as this replica can tell for the run) holder; one
-//! replica in cluster mode starts with no client connected, and its RSS
+//! holder (not running; the replica's holder grace outlasts the run, so
+//! nothing is released); one replica in cluster mode starts with no
+//! client connected, and its RSS
 //! once its caches are synced is compared with the same replica against
 //! an empty API server.
 
-use super::{Server, cluster_serve, start, wait_ready};
+use super::{cluster_serve, start, wait_ready};
 use crate::args::Args;
 use crate::load::client_id;
 use crate::sys;
@@ -75,7 +76,7 @@ async fn replica_rss(fake: &FakeKube, args: &Args, dir: &Path, tag: &str) -> Res
         &["--replica-id", "store-0", "--holder-grace", "10m"],
     )?;
     let name = format!("replica, fleet-wide store ({tag})");
-    let server: Server = start(cmd, name.clone(), dir.join(format!("store-{tag}.log"))).await?;
+    let server = start(cmd, name.clone(), dir.join(format!("store-{tag}.log"))).await?;
     wait_ready(&server).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss = sys::rss_kib(server.pid).ok_or_else(|| format!("{name}: no RSS"))?;
